@@ -1,0 +1,85 @@
+"""Node outputs cached across prompts, keyed by each node's input signature.
+
+A node's signature digests its class, its `IS_CHANGED` answer, its constant inputs and the signatures of the
+nodes it links to, so a node re-runs exactly when something it depends on changed (as in ComfyUI).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import uuid
+
+from . import nodespec
+from .graph import link_target
+
+log = logging.getLogger("comfyd.cache")
+
+
+@dataclasses.dataclass
+class NodeOutput:
+    values: list[list]  # per output slot, the list of values (list semantics: one per mapped call)
+    ui: dict | None
+
+
+class OutputCache:
+    def __init__(self):
+        self._entries: dict[str, NodeOutput] = {}
+
+    def get(self, signature: str) -> NodeOutput | None:
+        return self._entries.get(signature)
+
+    def put(self, signature: str, output: NodeOutput) -> None:
+        self._entries[signature] = output
+
+    def retain(self, signatures: set[str]) -> None:
+        """Forget everything the latest prompt did not use (ComfyUI's classic cache policy)."""
+        self._entries = {s: o for s, o in self._entries.items() if s in signatures}
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def compute_signatures(prompt: dict, order: list[str], registry) -> dict[str, str]:
+    """Signatures of the nodes in `order`, which lists every node after the nodes it links to."""
+    signatures: dict[str, str] = {}
+    for node_id in order:
+        node = prompt[node_id]
+        cls = registry.get(node["class_type"])
+        inputs = []
+        for name, value in sorted(node.get("inputs", {}).items()):
+            target = link_target(value)
+            if target is not None and target[0] in signatures:
+                inputs.append([name, "link", signatures[target[0]], target[1]])
+            else:
+                inputs.append([name, "value", value])
+        payload = [node["class_type"], _changed_token(cls, node), inputs]
+        if getattr(cls, "NOT_IDEMPOTENT", False):
+            payload.append(node_id)
+        encoded = json.dumps(payload, sort_keys=True, default=repr).encode()
+        signatures[node_id] = hashlib.sha256(encoded).hexdigest()
+    return signatures
+
+
+def _changed_token(cls, node: dict):
+    """The node's IS_CHANGED answer for its constant inputs; NaN or an error means 'always re-run'."""
+    if not hasattr(cls, "IS_CHANGED"):
+        return None
+    hook = nodespec.class_method(cls, "IS_CHANGED")
+    names, any_kwargs = nodespec.function_args(hook)
+    specs = nodespec.input_specs(cls)
+    args = {name: value for name, value in node.get("inputs", {}).items()
+            if name in specs and link_target(value) is None and (any_kwargs or name in names)}
+    try:
+        token = hook(**args)
+    except Exception as ex:
+        log.warning("IS_CHANGED of %s failed (%s); the node will re-run", node["class_type"], ex)
+        return uuid.uuid4().hex
+    if isinstance(token, float) and math.isnan(token):
+        return uuid.uuid4().hex
+    return repr(token) if not isinstance(token, (str, int, float, bool, type(None))) else token

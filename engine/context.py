@@ -1,0 +1,98 @@
+"""What a running node may do besides computing: report progress, send previews, honour interrupts.
+
+The executor installs a NodeContext for the node it is running; nodes reach it through `current()`
+(or the helpers below) so deep code such as a sampler loop needs no extra parameters.
+"""
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import io
+import struct
+import threading
+from typing import Callable
+
+from . import events
+
+
+class Interrupted(Exception):
+    """Raised inside a node when the user interrupted the running prompt."""
+
+    def __init__(self):
+        super().__init__("Processing interrupted")
+
+
+@dataclasses.dataclass
+class NodeContext:
+    prompt_id: str
+    node_id: str
+    display_node_id: str
+    interrupt: threading.Event
+    on_progress: Callable[[str, float, float], None]
+    on_preview: Callable[[bytes], None]
+    preview_method: str = "none"
+
+    def check_interrupted(self) -> None:
+        if self.interrupt.is_set():
+            raise Interrupted()
+
+    def progress(self, value: float, total: float, preview=None) -> None:
+        """Report step `value` of `total`; `preview` is (format, PIL image, max size) or None."""
+        self.on_progress(self.node_id, value, total)
+        if preview is not None:
+            self.on_preview(encode_preview(*preview))
+
+
+_current: contextvars.ContextVar[NodeContext | None] = contextvars.ContextVar("comfyd_node_context", default=None)
+
+
+def current() -> NodeContext | None:
+    return _current.get()
+
+
+def activate(ctx: NodeContext | None):
+    return _current.set(ctx)
+
+
+def deactivate(token) -> None:
+    _current.reset(token)
+
+
+def check_interrupted() -> None:
+    ctx = current()
+    if ctx is not None:
+        ctx.check_interrupted()
+
+
+class ProgressBar:
+    """Step counter for long loops, reported on the websocket as `progress` for the running node."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.current = 0
+
+    def update_absolute(self, value: float, total: float | None = None, preview=None) -> None:
+        if total is not None:
+            self.total = total
+        self.current = min(value, self.total)
+        ctx = current()
+        if ctx is not None:
+            ctx.progress(self.current, self.total, preview)
+
+    def update(self, steps: int = 1) -> None:
+        self.update_absolute(self.current + steps, self.total)
+
+
+def encode_preview(image_format: str, image, max_size: int | None = 512) -> bytes:
+    """A preview frame payload: 4-byte big-endian format code (1 JPEG, 2 PNG), then the encoded image."""
+    if max_size:
+        image = image.copy()
+        image.thumbnail((max_size, max_size))
+    buffer = io.BytesIO()
+    if image_format.upper() == "PNG":
+        code = events.FORMAT_PNG
+        image.save(buffer, format="PNG")
+    else:
+        code = events.FORMAT_JPEG
+        image.convert("RGB").save(buffer, format="JPEG", quality=95)
+    return struct.pack(">I", code) + buffer.getvalue()

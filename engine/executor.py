@@ -1,0 +1,330 @@
+"""Runs one validated prompt: dependency order, cache reuse, lazy inputs, list mapping, events per node."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import traceback
+
+from . import context, nodespec
+from .cache import NodeOutput, OutputCache, compute_signatures
+from .events import PREVIEW_IMAGE, EventSink, exception_type_name, timestamp_ms
+from .graph import link_target
+from .types import ExecutionResult, QueueItem
+
+log = logging.getLogger("comfyd.executor")
+
+
+class NodeError(Exception):
+    """A node failed; carries what `execution_error` reports."""
+
+    def __init__(self, node_id: str, cause: BaseException, inputs: dict):
+        super().__init__(str(cause))
+        self.node_id = node_id
+        self.cause = cause
+        self.inputs = inputs
+
+
+class Executor:
+    def __init__(self, registry, sink: EventSink, *, preview_method: str = "none"):
+        self.registry = registry
+        self.sink = sink
+        self.preview_method = preview_method
+        self.cache = OutputCache()
+        self._instances: dict[tuple[str, str], object] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self, item: QueueItem, interrupt: threading.Event) -> ExecutionResult:
+        return _PromptRun(self, item, interrupt).execute()
+
+    def reset(self) -> None:
+        """Drop cached outputs and node instances (models they hold become collectable)."""
+        self.cache.clear()
+        self._instances.clear()
+
+    def instance(self, node_id: str, class_type: str):
+        key = (node_id, class_type)
+        if key not in self._instances:
+            self._instances[key] = self.registry.get(class_type)()
+        return self._instances[key]
+
+    def resolve(self, value):
+        """Await a coroutine returned by an async node function on this worker's own loop."""
+        if not inspect.isawaitable(value):
+            return value
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(value)
+
+
+class _PromptRun:
+    def __init__(self, executor: Executor, item: QueueItem, interrupt: threading.Event):
+        self.ex = executor
+        self.item = item
+        self.prompt = item.prompt
+        self.prompt_id = item.prompt_id
+        self.sid = item.client_id
+        self.interrupt = interrupt
+        self.messages: list[tuple[str, dict]] = []
+        self.outputs: dict[str, dict] = {}
+        self.meta: dict[str, dict] = {}
+        self.done: dict[str, NodeOutput] = {}
+        self.executed: list[str] = []
+        self.progress_nodes: dict[str, dict] = {}
+
+    # -- events --------------------------------------------------------------------------------------------
+
+    def emit(self, event: str, data: dict, *, record: bool = False) -> None:
+        if record:
+            self.messages.append((event, data))
+        self.ex.sink.send(event, data, self.sid)
+
+    def set_progress(self, node_id: str, value: float, total: float, state: str = "running") -> None:
+        self.progress_nodes[node_id] = {
+            "value": value, "max": total, "state": state, "node_id": node_id, "prompt_id": self.prompt_id,
+            "display_node_id": node_id, "parent_node_id": None, "real_node_id": node_id,
+        }
+        self.emit("progress_state", {"prompt_id": self.prompt_id, "nodes": dict(self.progress_nodes)})
+
+    def on_progress(self, node_id: str, value: float, total: float) -> None:
+        self.set_progress(node_id, value, total)
+        self.emit("progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": node_id})
+
+    def on_preview(self, payload: bytes) -> None:
+        self.ex.sink.send_bytes(PREVIEW_IMAGE, payload, self.sid, droppable=True)
+
+    # -- the run -------------------------------------------------------------------------------------------
+
+    def execute(self) -> ExecutionResult:
+        self.interrupt.clear()
+        self.emit("execution_start", {"prompt_id": self.prompt_id, "timestamp": timestamp_ms()}, record=True)
+        order = self.dependency_order(self.item.outputs_to_execute)
+        signatures = compute_signatures(self.prompt, order, self.ex.registry)
+        needed = set(order)
+        cached = [n for n in self.prompt if n in needed and self.ex.cache.get(signatures[n]) is not None]
+        self.emit("execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": timestamp_ms()},
+                  record=True)
+        try:
+            self.run_nodes(self.item.outputs_to_execute, signatures)
+        except context.Interrupted:
+            node_id = self.current
+            self.emit("execution_interrupted", {
+                "prompt_id": self.prompt_id, "node_id": node_id, "node_type": self.class_type(node_id),
+                "executed": list(self.executed), "timestamp": timestamp_ms()}, record=True)
+            return self.result("error", False)
+        except NodeError as err:
+            self.emit("execution_error", self.error_report(err), record=True)
+            return self.result("error", False)
+        finally:
+            self.ex.cache.retain(set(signatures.values()))
+        self.emit("execution_success", {"prompt_id": self.prompt_id, "timestamp": timestamp_ms()}, record=True)
+        return self.result("success", True)
+
+    def result(self, status: str, completed: bool) -> ExecutionResult:
+        return ExecutionResult(status, completed, self.messages, self.outputs, self.meta)
+
+    def class_type(self, node_id: str | None) -> str | None:
+        return self.prompt[node_id]["class_type"] if node_id in self.prompt else None
+
+    def dependency_order(self, roots: list[str]) -> list[str]:
+        """Every node the roots need, each after the nodes it links to (iterative post-order)."""
+        order, seen = [], set()
+        for root in roots:
+            if root in seen:
+                continue
+            seen.add(root)
+            stack = [(root, iter(self.links(root)))]
+            while stack:
+                node_id, parents = stack[-1]
+                parent = next(parents, None)
+                if parent is None:
+                    stack.pop()
+                    order.append(node_id)
+                elif parent not in seen:
+                    seen.add(parent)
+                    stack.append((parent, iter(self.links(parent))))
+        return order
+
+    def links(self, node_id: str, only=None) -> list[str]:
+        parents = []
+        for name, value in self.prompt[node_id].get("inputs", {}).items():
+            target = link_target(value)
+            if target is not None and target[0] in self.prompt and (only is None or name in only):
+                parents.append(target[0])
+        return parents
+
+    def run_nodes(self, roots: list[str], signatures: dict[str, str]) -> None:
+        self.current = None
+        stack = list(reversed(roots))
+        pending: set[str] = set()
+        while stack:
+            node_id = stack[-1]
+            if node_id in self.done:
+                stack.pop()
+                continue
+            self.current = node_id
+            if self.interrupt.is_set():
+                raise context.Interrupted()
+            cached = self.ex.cache.get(signatures[node_id])
+            if cached is not None:
+                stack.pop()
+                self.finish(node_id, cached, replay=True)
+                continue
+            waiting = self.unresolved(node_id, self.eager_inputs(node_id))
+            if not waiting:
+                waiting = self.unresolved(node_id, self.requested_lazy_inputs(node_id))
+            if waiting:
+                for parent in reversed(waiting):
+                    if parent in pending:
+                        raise NodeError(node_id, RuntimeError(f"dependency cycle through node {parent}"), {})
+                    stack.append(parent)
+                pending.add(node_id)
+                continue
+            stack.pop()
+            pending.discard(node_id)
+            output = self.call_node(node_id)
+            self.ex.cache.put(signatures[node_id], output)
+            self.finish(node_id, output, replay=False)
+
+    def unresolved(self, node_id: str, names) -> list[str]:
+        return [p for p in dict.fromkeys(self.links(node_id, only=set(names))) if p not in self.done]
+
+    def eager_inputs(self, node_id: str) -> list[str]:
+        specs = nodespec.input_specs(self.ex.registry.get(self.class_type(node_id)))
+        return [name for name in self.prompt[node_id].get("inputs", {})
+                if not (name in specs and specs[name].lazy)]
+
+    def requested_lazy_inputs(self, node_id: str) -> list[str]:
+        """Lazy inputs the node asks for now, through its `check_lazy_status` hook."""
+        cls = self.ex.registry.get(self.class_type(node_id))
+        specs = nodespec.input_specs(cls)
+        lazy = [n for n, s in specs.items() if s.lazy and link_target(self.prompt[node_id]["inputs"].get(n))]
+        unevaluated = [n for n in lazy if link_target(self.prompt[node_id]["inputs"][n])[0] not in self.done]
+        if not unevaluated or not hasattr(cls, "check_lazy_status"):
+            return []
+        hook = getattr(self.ex.instance(node_id, self.class_type(node_id)), "check_lazy_status")
+        requested: list[str] = []
+        for kwargs in self.mapped_calls(cls, self.gather_inputs(node_id, cls)):
+            names = self.ex.resolve(hook(**kwargs)) or []
+            requested.extend(n for n in names if n in unevaluated and n not in requested)
+        return requested
+
+    def gather_inputs(self, node_id: str, cls) -> dict[str, list]:
+        """Each input as a list of values: linked outputs as produced, constants as one-element lists."""
+        specs = nodespec.input_specs(cls)
+        data: dict[str, list] = {}
+        for name, value in self.prompt[node_id].get("inputs", {}).items():
+            if name not in specs or specs[name].category == "hidden":
+                continue
+            target = link_target(value)
+            if target is None:
+                data[name] = [value]
+            elif target[0] in self.done:
+                data[name] = self.done[target[0]].values[target[1]]
+            else:
+                data[name] = [None]  # a lazy input not evaluated (yet)
+        extra = self.item.extra_data
+        hidden_values = {
+            "PROMPT": self.prompt, "EXTRA_PNGINFO": extra.get("extra_pnginfo"), "UNIQUE_ID": node_id,
+            "AUTH_TOKEN_COMFY_ORG": extra.get("auth_token_comfy_org"),
+            "API_KEY_COMFY_ORG": extra.get("api_key_comfy_org"), "DYNPROMPT": None,
+        }
+        for name, spec in specs.items():
+            if spec.category == "hidden" and spec.type in hidden_values:
+                data[name] = [hidden_values[spec.type]]
+        return data
+
+    @staticmethod
+    def mapped_calls(cls, data: dict[str, list]):
+        """The keyword arguments of each call: lists map element-wise unless the node takes whole lists."""
+        if getattr(cls, "INPUT_IS_LIST", False):
+            yield dict(data)
+            return
+        count = max((len(v) for v in data.values()), default=1)
+        if any(len(v) == 0 for v in data.values()):
+            count = 0
+        for i in range(count):
+            yield {name: values[min(i, len(values) - 1)] for name, values in data.items()}
+
+    def call_node(self, node_id: str) -> NodeOutput:
+        class_type = self.class_type(node_id)
+        cls = self.ex.registry.get(class_type)
+        data = self.gather_inputs(node_id, cls)
+        self.set_progress(node_id, 0.0, 1.0)
+        self.emit("executing", {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id})
+        ctx = context.NodeContext(self.prompt_id, node_id, node_id, self.interrupt, self.on_progress,
+                                  self.on_preview, self.ex.preview_method)
+        token = context.activate(ctx)
+        try:
+            function = getattr(self.ex.instance(node_id, class_type), cls.FUNCTION)
+            returns = []
+            for kwargs in self.mapped_calls(cls, data):
+                ctx.check_interrupted()
+                returns.append(self.ex.resolve(function(**kwargs)))
+            return self.collect(cls, returns)
+        except context.Interrupted:
+            raise
+        except Exception as ex:
+            raise NodeError(node_id, ex, data) from ex
+        finally:
+            context.deactivate(token)
+
+    @staticmethod
+    def collect(cls, returns: list) -> NodeOutput:
+        """Merge the per-call returns into per-slot value lists and one UI dict."""
+        flags = nodespec.output_is_list(cls)
+        values: list[list] = [[] for _ in flags]
+        ui: dict | None = None
+        for ret in returns:
+            result = ret
+            if isinstance(ret, dict):
+                if "expand" in ret:
+                    raise NotImplementedError("node expansion (returning 'expand') is not supported yet")
+                if ret.get("ui") is not None:
+                    ui = ui or {}
+                    for key, items in ret["ui"].items():
+                        ui.setdefault(key, []).extend(items if isinstance(items, list) else [items])
+                result = ret.get("result", ())
+            if result is None:
+                result = ()
+            if not isinstance(result, (tuple, list)) or len(result) != len(flags):
+                raise TypeError(f"{cls.__name__} returned {len(result) if isinstance(result, (tuple, list)) else type(result).__name__} "
+                                f"value(s); its RETURN_TYPES declare {len(flags)}")
+            for slot, value in enumerate(result):
+                values[slot].extend(value) if flags[slot] else values[slot].append(value)
+        return NodeOutput(values, ui)
+
+    def finish(self, node_id: str, output: NodeOutput, *, replay: bool) -> None:
+        self.done[node_id] = output
+        self.executed.append(node_id)
+        if output.ui is not None:
+            self.outputs[node_id] = output.ui
+            self.meta[node_id] = {"node_id": node_id, "display_node": node_id, "parent_node": None,
+                                  "real_node_id": node_id}
+            self.emit("executed", {"node": node_id, "display_node": node_id, "output": output.ui,
+                                   "prompt_id": self.prompt_id})
+        if not replay or output.ui is not None:
+            total = self.progress_nodes.get(node_id, {}).get("max", 1.0)
+            self.set_progress(node_id, total, total, "finished")
+
+    def error_report(self, err: NodeError) -> dict:
+        cause = err.cause
+        return {
+            "prompt_id": self.prompt_id,
+            "node_id": err.node_id,
+            "node_type": self.class_type(err.node_id),
+            "executed": [n for n in self.executed],
+            "exception_message": f"{cause}\n",
+            "exception_type": exception_type_name(type(cause)),
+            "traceback": traceback.format_tb(cause.__traceback__),
+            "current_inputs": {name: [_format_value(v) for v in values] for name, values in err.inputs.items()},
+            "current_outputs": list(self.done),
+            "timestamp": timestamp_ms(),
+        }
+
+
+def _format_value(value):
+    if value is None or isinstance(value, (int, float, bool, str)):
+        return value
+    return str(value)

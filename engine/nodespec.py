@@ -1,0 +1,102 @@
+"""Reading a node class's declaration (ComfyUI's class-attribute protocol) in one place.
+
+A node class declares `INPUT_TYPES()` -> {"required"|"optional"|"hidden": {name: (type, options?)}},
+`RETURN_TYPES`, optional `RETURN_NAMES`, `OUTPUT_IS_LIST`, `INPUT_IS_LIST`, `OUTPUT_NODE`, `FUNCTION`,
+`VALIDATE_INPUTS`, `IS_CHANGED`, `check_lazy_status`. Validation, execution and /object_info all read it here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    name: str
+    type: Any  # str ("INT", "MODEL", "A,B", "*") or a list of combo values
+    category: str  # "required" | "optional" | "hidden"
+    options: dict
+
+    @property
+    def lazy(self) -> bool:
+        return bool(self.options.get("lazy"))
+
+    @property
+    def is_combo(self) -> bool:
+        return isinstance(self.type, (list, tuple)) or self.type == "COMBO"
+
+    @property
+    def combo_values(self) -> list:
+        if isinstance(self.type, (list, tuple)):
+            return list(self.type)
+        return list(self.options.get("options", []))
+
+    def config(self) -> list:
+        """ComfyUI's `input_config` echo in validation errors: [type, options]."""
+        return [self.type, self.options]
+
+
+def input_types(cls) -> dict:
+    types = cls.INPUT_TYPES()
+    if not isinstance(types, dict):
+        raise TypeError(f"{cls.__name__}.INPUT_TYPES() must return a dict")
+    return types
+
+
+def input_specs(cls, types: dict | None = None) -> dict[str, InputSpec]:
+    """Every declared input by name (required first, then optional, then hidden)."""
+    types = input_types(cls) if types is None else types
+    specs: dict[str, InputSpec] = {}
+    for category in ("required", "optional", "hidden"):
+        for name, declaration in (types.get(category) or {}).items():
+            if category == "hidden":
+                specs[name] = InputSpec(name, declaration, category, {})
+                continue
+            if isinstance(declaration, (list, tuple)) and declaration:
+                input_type = declaration[0]
+                options = declaration[1] if len(declaration) > 1 and isinstance(declaration[1], dict) else {}
+            else:
+                input_type, options = declaration, {}
+            specs[name] = InputSpec(name, input_type, category, dict(options))
+    return specs
+
+
+def return_types(cls) -> tuple:
+    return tuple(getattr(cls, "RETURN_TYPES", ()))
+
+
+def output_is_list(cls) -> tuple[bool, ...]:
+    flags = getattr(cls, "OUTPUT_IS_LIST", None)
+    n = len(return_types(cls))
+    return tuple(flags) if flags is not None else (False,) * n
+
+
+def is_output_node(cls) -> bool:
+    return getattr(cls, "OUTPUT_NODE", False) is True
+
+
+def function_args(func) -> tuple[set[str], bool]:
+    """(named parameters, accepts **kwargs) of a callable."""
+    spec = inspect.getfullargspec(func)
+    return set(spec.args) | set(spec.kwonlyargs), spec.varkw is not None
+
+
+def types_compatible(received: Any, expected: Any) -> bool:
+    """Whether an output of type `received` may feed an input of type `expected` (ComfyUI's rules)."""
+    if isinstance(expected, (list, tuple)):
+        # A combo input fed by a link: any list-typed or COMBO output, or a wildcard.
+        return received in ("*", "COMBO") or isinstance(received, (list, tuple))
+    if not isinstance(received, str) or not isinstance(expected, str):
+        return received == expected
+    if received == expected or "*" in (received, expected):
+        return True
+    received_set = {t.strip() for t in received.split(",")}
+    expected_set = {t.strip() for t in expected.split(",")}
+    return bool(received_set & expected_set)
+
+
+def class_method(cls, name: str):
+    """A node hook callable as ComfyUI calls it: class/static methods on the class, plain ones on an instance."""
+    raw = inspect.getattr_static(cls, name)
+    return getattr(cls, name) if isinstance(raw, (classmethod, staticmethod)) else getattr(cls(), name)

@@ -1,0 +1,90 @@
+"""The prompt queue: a heap ordered by (number, arrival) feeding one worker."""
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from typing import Callable
+
+from .types import QueueItem
+
+
+class QueueFull(Exception):
+    pass
+
+
+class PromptQueue:
+    def __init__(self, on_change: Callable[[], None] = lambda: None, max_size: int = 0):
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, QueueItem]] = []
+        self._arrival = itertools.count()
+        self._running: dict[str, QueueItem] = {}
+        self._on_change = on_change
+        self._max_size = max_size
+        self._number = itertools.count()
+        self._flags: dict[str, object] = {}
+
+    def next_number(self) -> int:
+        """The server-side counter behind each prompt's `number` (ComfyUI's default priority)."""
+        return next(self._number)
+
+    def put(self, item: QueueItem) -> None:
+        with self._cond:
+            if self._max_size and len(self._heap) + len(self._running) >= self._max_size:
+                raise QueueFull(f"the queue is full ({self._max_size} prompts)")
+            heapq.heappush(self._heap, (float(item.number), next(self._arrival), item))
+            self._cond.notify()
+        self._on_change()
+
+    def get(self, timeout: float | None = None) -> QueueItem | None:
+        """The next prompt, now marked running; None when `timeout` passes with an empty queue."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._heap, timeout=timeout):
+                return None
+            _, _, item = heapq.heappop(self._heap)
+            self._running[item.prompt_id] = item
+        self._on_change()
+        return item
+
+    def task_done(self, item: QueueItem) -> None:
+        with self._cond:
+            self._running.pop(item.prompt_id, None)
+        self._on_change()
+
+    def snapshot(self) -> tuple[list[QueueItem], list[QueueItem]]:
+        """(running, pending), pending in execution order."""
+        with self._cond:
+            return list(self._running.values()), [entry[2] for entry in sorted(self._heap)]
+
+    def is_running(self, prompt_id: str) -> bool:
+        with self._cond:
+            return prompt_id in self._running
+
+    def remaining(self) -> int:
+        with self._cond:
+            return len(self._heap) + len(self._running)
+
+    def delete(self, prompt_id: str) -> bool:
+        with self._cond:
+            kept = [entry for entry in self._heap if entry[2].prompt_id != prompt_id]
+            if len(kept) == len(self._heap):
+                return False
+            heapq.heapify(kept)
+            self._heap = kept
+        self._on_change()
+        return True
+
+    def clear(self) -> None:
+        with self._cond:
+            self._heap = []
+        self._on_change()
+
+    def set_flag(self, name: str, value: object) -> None:
+        with self._cond:
+            self._flags[name] = value
+            self._cond.notify()
+
+    def take_flags(self) -> dict[str, object]:
+        with self._cond:
+            flags, self._flags = self._flags, {}
+            return flags

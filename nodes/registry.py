@@ -1,0 +1,143 @@
+"""The node registry: built-in node modules and `custom_nodes/` packages register through the same call."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from engine import nodespec
+
+log = logging.getLogger("comfyd.nodes")
+
+BUILTIN_MODULES = (
+    "nodes.primitives",
+)
+
+
+@dataclasses.dataclass
+class CustomNodePackage:
+    name: str
+    path: Path
+    web_directory: Path | None
+    error: str | None = None
+
+
+class NodeRegistry:
+    def __init__(self):
+        self.classes: dict[str, type] = {}
+        self.display_names: dict[str, str] = {}
+        self.python_modules: dict[str, str] = {}
+        self.packages: list[CustomNodePackage] = []
+
+    def register(self, mappings: dict, display_names: dict | None = None, *, python_module: str = "nodes") -> None:
+        for name, cls in mappings.items():
+            self.classes[name] = cls
+            self.python_modules[name] = getattr(cls, "RELATIVE_PYTHON_MODULE", python_module)
+        for name, display in (display_names or {}).items():
+            self.display_names[name] = display
+
+    def register_module(self, module, *, python_module: str = "nodes") -> None:
+        self.register(
+            getattr(module, "NODE_CLASS_MAPPINGS", {}),
+            getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {}),
+            python_module=python_module,
+        )
+
+    def get(self, name) -> type | None:
+        return self.classes.get(name) if isinstance(name, str) else None
+
+    def __contains__(self, name) -> bool:
+        return self.get(name) is not None
+
+    # -- /object_info -------------------------------------------------------------------------------------
+
+    def info(self, name: str) -> dict:
+        """One node's definition in ComfyUI's /object_info shape."""
+        cls = self.classes[name]
+        types = nodespec.input_types(cls)
+        outputs = list(nodespec.return_types(cls))
+        info = {
+            "input": types,
+            "input_order": {category: list(inputs.keys()) for category, inputs in types.items()},
+            "output": outputs,
+            "output_is_list": list(nodespec.output_is_list(cls)),
+            "output_name": list(getattr(cls, "RETURN_NAMES", outputs)),
+            "name": name,
+            "display_name": self.display_names.get(name, getattr(cls, "DISPLAY_NAME", name)),
+            "description": getattr(cls, "DESCRIPTION", ""),
+            "python_module": self.python_modules.get(name, "nodes"),
+            "category": getattr(cls, "CATEGORY", "sd"),
+            "output_node": nodespec.is_output_node(cls),
+        }
+        if hasattr(cls, "OUTPUT_TOOLTIPS"):
+            info["output_tooltips"] = list(cls.OUTPUT_TOOLTIPS)
+        if getattr(cls, "DEPRECATED", False):
+            info["deprecated"] = True
+        if getattr(cls, "EXPERIMENTAL", False):
+            info["experimental"] = True
+        if hasattr(cls, "API_NODE"):
+            info["api_node"] = cls.API_NODE
+        return info
+
+    def all_info(self) -> dict:
+        out = {}
+        for name in self.classes:
+            try:
+                out[name] = self.info(name)
+            except Exception:  # one broken node definition must not hide the others
+                log.exception("could not describe node %s", name)
+        return out
+
+    # -- loading ------------------------------------------------------------------------------------------
+
+    def load_builtins(self, modules=BUILTIN_MODULES) -> None:
+        for module_name in modules:
+            self.register_module(importlib.import_module(module_name))
+
+    def load_custom_nodes(self, directory: Path) -> list[CustomNodePackage]:
+        """Import every package (or single .py file) in `directory`; a broken one is reported and skipped."""
+        directory = Path(directory)
+        loaded = []
+        if not directory.is_dir():
+            return loaded
+        for entry in sorted(directory.iterdir()):
+            if entry.name.startswith((".", "__")) or entry.name.endswith(".disabled"):
+                continue
+            if entry.is_dir() and (entry / "__init__.py").is_file():
+                init = entry / "__init__.py"
+            elif entry.is_file() and entry.suffix == ".py":
+                init = entry
+            else:
+                continue
+            loaded.append(self._load_package(entry, init))
+        self.packages.extend(loaded)
+        return loaded
+
+    def _load_package(self, path: Path, init: Path) -> CustomNodePackage:
+        module_name = f"custom_nodes.{path.stem}"
+        package = CustomNodePackage(path.stem, path, None)
+        try:
+            spec = importlib.util.spec_from_file_location(
+                module_name, init, submodule_search_locations=[str(path)] if path.is_dir() else None
+            )
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+            mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
+            if not isinstance(mappings, dict):
+                raise ImportError("the package exports no NODE_CLASS_MAPPINGS dict")
+            self.register(mappings, getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None),
+                          python_module=f"custom_nodes.{path.name}")
+            web = getattr(module, "WEB_DIRECTORY", None)
+            if web:
+                web_dir = (path if path.is_dir() else path.parent) / web
+                package.web_directory = web_dir.resolve() if web_dir.is_dir() else None
+        except Exception:
+            sys.modules.pop(module_name, None)
+            package.error = traceback.format_exc()
+            log.error("cannot load custom node package %s:\n%s", path.name, package.error)
+        return package

@@ -1,0 +1,1 @@
+"""comfyd's HTTP and websocket server (aiohttp)."""

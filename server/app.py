@@ -1,0 +1,58 @@
+"""The application factory: one Engine, one EventHub, the route table, middlewares and lifetimes."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from engine import Engine, Settings
+from nodes.registry import NodeRegistry
+
+from . import middleware, routes, static
+from .handlers.info import server_features
+from .keys import ENGINE, HUB, SETTINGS, USERS
+from .userdata import UserStore
+from .ws import EventHub
+
+log = logging.getLogger("comfyd.server")
+
+
+def build_registry(settings: Settings) -> NodeRegistry:
+    registry = NodeRegistry()
+    registry.load_builtins()
+    if not settings.disable_custom_nodes:
+        for package in registry.load_custom_nodes(settings.base_directory / "custom_nodes"):
+            if package.error:
+                log.warning("custom node package %s failed to load and was skipped", package.name)
+    return registry
+
+
+def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: list[str] | None = None) -> web.Application:
+    hub = EventHub(settings.ws_send_queue, server_features(settings))
+    engine = Engine(settings, registry or build_registry(settings), hub, argv=argv)
+
+    middlewares = [middleware.errors_as_json]
+    if settings.enable_cors_header:
+        middlewares.append(middleware.cors(settings.enable_cors_header))
+    else:
+        middlewares.append(middleware.origin_check)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_upload_size)
+    app[SETTINGS] = settings
+    app[ENGINE] = engine
+    app[HUB] = hub
+    app[USERS] = UserStore(engine.folders.user, multi_user=settings.multi_user)
+
+    routes.add_routes(app, hub.handle)
+    static.add_static_routes(app, engine.registry)
+    app.cleanup_ctx.append(_engine_lifetime)
+    return app
+
+
+async def _engine_lifetime(app: web.Application):
+    engine, hub = app[ENGINE], app[HUB]
+    hub.bind(asyncio.get_running_loop(), engine.queue_remaining)
+    engine.start()
+    yield
+    await hub.close_all()
+    await asyncio.to_thread(engine.stop)

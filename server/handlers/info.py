@@ -1,0 +1,86 @@
+"""Read-only descriptions of the server: nodes, models, embeddings, extensions, system stats, features."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aiohttp import web
+
+from ..keys import ENGINE, SETTINGS
+
+
+async def get_object_info(request: web.Request) -> web.Response:
+    # Combo lists read model folders from disk; do that off the event loop.
+    info = await asyncio.to_thread(request.app[ENGINE].registry.all_info)
+    return web.json_response(info)
+
+
+async def get_object_info_node(request: web.Request) -> web.Response:
+    registry = request.app[ENGINE].registry
+    name = request.match_info["node_class"]
+    if name not in registry:
+        return web.json_response({})
+    return web.json_response({name: await asyncio.to_thread(registry.info, name)})
+
+
+async def get_embeddings(request: web.Request) -> web.Response:
+    names = request.app[ENGINE].folders.filenames("embeddings")
+    return web.json_response([str(Path(n).with_suffix("")) for n in names])
+
+
+async def get_model_types(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ENGINE].folders.names())
+
+
+async def get_models(request: web.Request) -> web.Response:
+    folders = request.app[ENGINE].folders
+    folder = request.match_info["folder"]
+    if folder not in folders.names():
+        return web.Response(status=404)
+    return web.json_response(await asyncio.to_thread(folders.filenames, folder))
+
+
+async def get_experiment_models(request: web.Request) -> web.Response:
+    folders = request.app[ENGINE].folders
+    return web.json_response([{"name": name, "folders": [str(p) for p in folders.paths(name)]}
+                              for name in folders.names() if name != "custom_nodes"])
+
+
+async def get_experiment_models_folder(request: web.Request) -> web.Response:
+    folders = request.app[ENGINE].folders
+    folder = request.match_info["folder"]
+    if folder not in folders.names():
+        return web.Response(status=404, text=f"Unknown folder {folder}")
+    files = await asyncio.to_thread(folders.indexed_filenames, folder)
+    return web.json_response([{"name": name, "pathIndex": index} for name, index in files])
+
+
+async def get_system_stats(request: web.Request) -> web.Response:
+    return web.json_response(await asyncio.to_thread(request.app[ENGINE].system_stats))
+
+
+def server_features(settings) -> dict:
+    return {"supports_preview_metadata": True, "max_upload_size": settings.max_upload_size}
+
+
+async def get_features(request: web.Request) -> web.Response:
+    return web.json_response(server_features(request.app[SETTINGS]))
+
+
+async def get_extensions(request: web.Request) -> web.Response:
+    registry = request.app[ENGINE].registry
+    scripts = []
+    for package in registry.packages:
+        if package.web_directory is None:
+            continue
+        for path in sorted(package.web_directory.rglob("*.js")):
+            scripts.append(f"/extensions/{package.name}/{path.relative_to(package.web_directory).as_posix()}")
+    return web.json_response(scripts)
+
+
+async def get_i18n(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+async def get_workflow_templates(request: web.Request) -> web.Response:
+    return web.json_response({})

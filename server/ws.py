@@ -1,0 +1,142 @@
+"""The /ws endpoint and the EventHub: the only place where engine events cross from the worker thread to the
+event loop. Every client has a bounded send queue drained by its own task, so one client that stops reading
+never delays the others: previews are dropped for it first, and it is disconnected past the bound."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+import uuid
+
+from aiohttp import WSMsgType, web
+
+log = logging.getLogger("comfyd.ws")
+
+# A droppable frame (preview) is skipped once this many messages wait for a client.
+PREVIEW_BACKLOG = 8
+
+
+class _Client:
+    def __init__(self, sid: str, ws: web.WebSocketResponse, bound: int):
+        self.sid = sid
+        self.ws = ws
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=bound)
+        self.feature_flags: dict = {}
+        self.task: asyncio.Task | None = None
+
+    def offer(self, frame, droppable: bool) -> bool:
+        """Queue a frame; False when the client is hopelessly behind and must be dropped."""
+        if droppable and self.queue.qsize() >= PREVIEW_BACKLOG:
+            return True
+        try:
+            self.queue.put_nowait(frame)
+            return True
+        except asyncio.QueueFull:
+            return droppable
+
+    async def drain(self) -> None:
+        try:
+            while True:
+                frame = await self.queue.get()
+                if isinstance(frame, bytes):
+                    await self.ws.send_bytes(frame)
+                else:
+                    await self.ws.send_str(frame)
+        except (ConnectionError, RuntimeError) as ex:  # the peer went away mid-send
+            log.debug("websocket client %s gone: %s", self.sid, ex)
+
+
+class EventHub:
+    """Implements engine.events.EventSink for websocket clients."""
+
+    def __init__(self, bound: int = 1024, server_features: dict | None = None):
+        self.bound = bound
+        self.server_features = server_features or {}
+        self.clients: dict[str, _Client] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.queue_remaining = lambda: 0
+
+    def bind(self, loop: asyncio.AbstractEventLoop, queue_remaining) -> None:
+        self.loop = loop
+        self.queue_remaining = queue_remaining
+
+    # -- EventSink (any thread) ---------------------------------------------------------------------------
+
+    def send(self, event: str, data: dict, sid: str | None = None) -> None:
+        self._post(json.dumps({"type": event, "data": data}), sid, False)
+
+    def send_bytes(self, event_type: int, payload: bytes, sid: str | None = None, *, droppable: bool = True) -> None:
+        self._post(struct.pack(">I", event_type) + payload, sid, droppable)
+
+    def queue_changed(self) -> None:
+        self.send("status", self.status(self.queue_remaining()))
+
+    def _post(self, frame, sid, droppable) -> None:
+        if self.loop is None or self.loop.is_closed():
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._dispatch, frame, sid, droppable)
+        except RuntimeError:  # loop closed while shutting down
+            pass
+
+    # -- event loop side ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def status(remaining: int, sid: str | None = None) -> dict:
+        data = {"status": {"exec_info": {"queue_remaining": remaining}}}
+        if sid is not None:
+            data["sid"] = sid
+        return data
+
+    def _dispatch(self, frame, sid, droppable) -> None:
+        targets = list(self.clients.values()) if sid is None else [self.clients[sid]] if sid in self.clients else []
+        for client in targets:
+            if not client.offer(frame, droppable):
+                log.warning("websocket client %s stopped reading; disconnecting it", client.sid)
+                self._drop(client)
+
+    def _drop(self, client: _Client) -> None:
+        if self.clients.get(client.sid) is client:
+            del self.clients[client.sid]
+        if client.task is not None:
+            client.task.cancel()
+        asyncio.ensure_future(client.ws.close(code=1008, message=b"client too slow"))
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=30)
+        await ws.prepare(request)
+        sid = request.query.get("clientId") or uuid.uuid4().hex
+        old = self.clients.pop(sid, None)
+        if old is not None:
+            self._drop(old)
+        client = _Client(sid, ws, self.bound)
+        self.clients[sid] = client
+        client.task = asyncio.ensure_future(client.drain())
+        client.offer(json.dumps({"type": "status", "data": self.status(self.queue_remaining(), sid)}), False)
+        try:
+            first = True
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._on_text(client, msg.data, first)
+                    first = False
+        finally:
+            if self.clients.get(sid) is client:
+                del self.clients[sid]
+            client.task.cancel()
+        return ws
+
+    def _on_text(self, client: _Client, text: str, first: bool) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            log.debug("ignoring non-JSON websocket message from %s", client.sid)
+            return
+        if first and isinstance(message, dict) and message.get("type") == "feature_flags":
+            flags = message.get("data")
+            client.feature_flags = flags if isinstance(flags, dict) else {}
+            client.offer(json.dumps({"type": "feature_flags", "data": self.server_features}), False)
+
+    async def close_all(self) -> None:
+        for client in list(self.clients.values()):
+            self._drop(client)
