@@ -1,6 +1,8 @@
 """Primitive value nodes (ComfyUI's `Primitive*`): a constant as an output."""
 from __future__ import annotations
 
+import sys
+
 
 def _primitive(name: str, value_type: str, options: dict, display: str):
     def execute(self, value):
@@ -16,9 +18,9 @@ def _primitive(name: str, value_type: str, options: dict, display: str):
     })
 
 
-_MAX = 0xFFFFFFFFFFFFFFFF
+_MAX = sys.maxsize
 NODE_CLASS_MAPPINGS = {
-    "PrimitiveString": _primitive("PrimitiveString", "STRING", {}, "String"),
+    "PrimitiveString": _primitive("PrimitiveString", "STRING", {"multiline": False}, "String"),
     "PrimitiveStringMultiline": _primitive("PrimitiveStringMultiline", "STRING", {"multiline": True},
                                            "String (Multiline)"),
     "PrimitiveInt": _primitive("PrimitiveInt", "INT", {"min": -_MAX, "max": _MAX, "control_after_generate": True},

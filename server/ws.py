@@ -96,12 +96,13 @@ class EventHub:
                 log.warning("websocket client %s stopped reading; disconnecting it", client.sid)
                 self._drop(client)
 
-    def _drop(self, client: _Client) -> None:
+    def _drop(self, client: _Client, code: int = 1008, reason: bytes = b"client too slow") -> asyncio.Future:
         if self.clients.get(client.sid) is client:
             del self.clients[client.sid]
         if client.task is not None:
             client.task.cancel()
-        asyncio.ensure_future(client.ws.close(code=1008, message=b"client too slow"))
+        # Bounded: a peer that never answers the close handshake must not hold anything up.
+        return asyncio.ensure_future(asyncio.wait_for(client.ws.close(code=code, message=reason), 2))
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30)
@@ -138,5 +139,5 @@ class EventHub:
             client.offer(json.dumps({"type": "feature_flags", "data": self.server_features}), False)
 
     async def close_all(self) -> None:
-        for client in list(self.clients.values()):
-            self._drop(client)
+        closing = [self._drop(client, 1001, b"server shutting down") for client in list(self.clients.values())]
+        await asyncio.gather(*closing, return_exceptions=True)

@@ -72,3 +72,14 @@ async def run_prompt(client, prompt: dict, client_id: str = "tester", **extra) -
 
 def of_type(messages: list, kind: str) -> list[dict]:
     return [m["data"] for m in messages if isinstance(m, dict) and m.get("type") == kind]
+
+
+async def wait_history(client, prompt_id: str, timeout: float = 20.0) -> dict:
+    """The history entry of `prompt_id` once it has finished."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        history = await (await client.get(f"/history/{prompt_id}")).json()
+        if history:
+            return history[prompt_id]
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"prompt {prompt_id} did not finish within {timeout}s")

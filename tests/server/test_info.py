@@ -1,0 +1,180 @@
+"""Descriptions of the server: /object_info, /system_stats, /features, models, embeddings, extensions, CLI."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from engine import Settings
+from server.app import build_registry, create_app
+
+CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "captures"
+
+OBJECT_INFO_KEYS = ["input", "input_order", "output", "output_is_list", "output_name", "name", "display_name",
+                    "description", "python_module", "category", "output_node"]
+
+
+async def test_object_info_shape(client):
+    info = await (await client.get("/object_info")).json()
+    add = info["TestAdd"]
+    assert list(add)[:len(OBJECT_INFO_KEYS)] == OBJECT_INFO_KEYS
+    assert add["input"] == {"required": {"a": ["INT", {}], "b": ["INT", {"default": 0}]},
+                            "hidden": {"unique_id": "UNIQUE_ID"}}
+    assert add["input_order"] == {"required": ["a", "b"], "hidden": ["unique_id"]}
+    assert add["output"] == ["INT"] and add["output_name"] == ["sum"] and add["output_is_list"] == [False]
+    assert add["display_name"] == "Add (test)" and add["description"] == "Adds two integers."
+    assert add["category"] == "tests" and add["output_node"] is False and add["python_module"] == "tests"
+    assert info["TestOutput"]["output_node"] is True
+    assert info["TestListOutput"]["output_is_list"] == [True]
+    assert info["PrimitiveInt"]["input"] == {"required": {"value": ["INT", {
+        "min": -9223372036854775807, "max": 9223372036854775807, "control_after_generate": True}]}}
+
+    single = await (await client.get("/object_info/TestAdd")).json()
+    assert single == {"TestAdd": add}
+    assert await (await client.get("/object_info/NoSuchNode")).json() == {}
+
+
+@pytest.mark.skipif(not CAPTURES.is_dir(), reason="upstream captures not present")
+async def test_primitives_match_upstream_object_info(client):
+    upstream = json.loads((CAPTURES / "GET_object_info_full.json").read_text())["body_json"]
+    ours = await (await client.get("/object_info")).json()
+    for name in ("PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean"):
+        for key in ("input", "input_order", "output", "output_is_list", "output_name", "display_name", "category"):
+            assert ours[name][key] == upstream[name][key], (name, key)
+
+
+async def test_system_stats_and_features(client, settings):
+    stats = await (await client.get("/system_stats")).json()
+    system = stats["system"]
+    for key in ("os", "ram_total", "ram_free", "python_version", "pytorch_version", "embedded_python", "argv",
+                "comfyui_version"):
+        assert key in system, key
+    assert system["ram_total"] > system["ram_free"] > 0
+    device = stats["devices"][0]
+    assert set(device) >= {"name", "type", "index", "vram_total", "vram_free", "torch_vram_total", "torch_vram_free"}
+    assert device["type"] == "cpu" and device["vram_total"] == system["ram_total"]
+    assert await (await client.get("/features")).json() == {"supports_preview_metadata": True,
+                                                            "max_upload_size": 100 * 1024 * 1024}
+
+
+async def test_models_embeddings_listing(client, settings):
+    models = settings.base_directory / "models"
+    (models / "checkpoints" / "sub").mkdir(parents=True, exist_ok=True)
+    (models / "checkpoints" / "a.safetensors").write_bytes(b"x")
+    (models / "checkpoints" / "sub" / "b.ckpt").write_bytes(b"x")
+    (models / "checkpoints" / "notes.txt").write_text("ignored")
+    (models / "embeddings").mkdir(parents=True, exist_ok=True)
+    (models / "embeddings" / "style.pt").write_bytes(b"x")
+
+    names = await (await client.get("/models")).json()
+    assert names[:4] == ["checkpoints", "configs", "loras", "vae"] and "upscale_models" in names
+    assert await (await client.get("/models/checkpoints")).json() == ["a.safetensors", "sub/b.ckpt"]
+    assert (await client.get("/models/nosuchfolder")).status == 404
+    assert await (await client.get("/embeddings")).json() == ["style"]
+    experiment = await (await client.get("/experiment/models")).json()
+    assert {"name": "checkpoints", "folders": [str(models / "checkpoints")]} in experiment
+    assert await (await client.get("/experiment/models/checkpoints")).json() == [
+        {"name": "a.safetensors", "pathIndex": 0}, {"name": "sub/b.ckpt", "pathIndex": 0}]
+
+
+async def test_extra_model_paths_yaml(aiohttp_client, tmp_path):
+    other = tmp_path / "comfy_elsewhere"
+    (other / "models" / "checkpoints").mkdir(parents=True)
+    (other / "models" / "checkpoints" / "shared.safetensors").write_bytes(b"x")
+    (other / "loras").mkdir(parents=True)
+    (other / "loras" / "l.safetensors").write_bytes(b"x")
+    config = tmp_path / "extra_model_paths.yaml"
+    config.write_text(f"comfyui:\n  base_path: {other}\n  checkpoints: models/checkpoints/\n  loras: |\n    loras\n")
+    settings = Settings(base_directory=tmp_path / "base", extra_model_paths_config=(config,))
+    client = await aiohttp_client(create_app(settings, build_registry(settings)))
+    assert await (await client.get("/models/checkpoints")).json() == ["shared.safetensors"]
+    assert await (await client.get("/models/loras")).json() == ["l.safetensors"]
+
+
+CUSTOM_PACKAGE = '''
+class Shout:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"default": "hi"})}}
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    CATEGORY = "custom"
+    def run(self, text):
+        return (text.upper(),)
+
+NODE_CLASS_MAPPINGS = {"Shout": Shout}
+NODE_DISPLAY_NAME_MAPPINGS = {"Shout": "Shout!"}
+WEB_DIRECTORY = "./js"
+'''
+
+
+async def test_custom_nodes_load_and_broken_ones_are_skipped(aiohttp_client, tmp_path):
+    package = tmp_path / "custom_nodes" / "shouting"
+    (package / "js" / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text(CUSTOM_PACKAGE)
+    (package / "js" / "main.js").write_text("console.log('shout');")
+    (package / "js" / "sub" / "extra.js").write_text("// more")
+    broken = tmp_path / "custom_nodes" / "broken"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise RuntimeError('this package is broken')")
+    settings = Settings(base_directory=tmp_path)
+    registry = build_registry(settings)
+    assert [(p.name, p.error is None) for p in registry.packages] == [("broken", False), ("shouting", True)]
+    client = await aiohttp_client(create_app(settings, registry))
+
+    info = await (await client.get("/object_info/Shout")).json()
+    assert info["Shout"]["display_name"] == "Shout!"
+    assert info["Shout"]["python_module"] == "custom_nodes.shouting"
+    extensions = await (await client.get("/extensions")).json()
+    assert extensions == ["/extensions/shouting/main.js", "/extensions/shouting/sub/extra.js"]
+    resp = await client.get("/extensions/shouting/main.js")
+    assert resp.status == 200 and "shout" in await resp.text()
+    assert (await client.get("/extensions/shouting/../__init__.py")).status in (403, 404)
+
+
+async def test_origin_check_blocks_cross_origin_posts_to_loopback(client):
+    host = f"127.0.0.1:{client.port}"
+    ok = await client.post("/free", json={}, headers={"Host": host, "Origin": f"http://{host}"})
+    assert ok.status == 200
+    evil = await client.post("/prompt", json={}, headers={"Host": host, "Origin": "http://evil.example"})
+    assert evil.status == 403
+    other_port = await client.post("/free", json={}, headers={"Host": host, "Origin": "http://127.0.0.1:1"})
+    assert other_port.status == 403
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_serves_on_the_given_port(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "server", "--listen", "127.0.0.1", "--port", str(port), "--cpu",
+                             "--base-directory", str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/system_stats", timeout=2) as resp:
+                    stats = json.loads(resp.read())
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError(proc.stdout.read().decode(errors="replace"))
+                time.sleep(0.2)
+        assert "--port" in stats["system"]["argv"]
+        for folder in ("models/checkpoints", "input", "output", "temp", "user"):
+            assert (tmp_path / folder).is_dir(), folder
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
