@@ -29,7 +29,7 @@ class NodeContext:
     display_node_id: str
     interrupt: threading.Event
     on_progress: Callable[[str, float, float], None]
-    on_preview: Callable[[bytes], None]
+    on_preview: Callable[[bytes, bool], None]
     preview_method: str = "none"
 
     def check_interrupted(self) -> None:
@@ -40,7 +40,11 @@ class NodeContext:
         """Report step `value` of `total`; `preview` is (format, PIL image, max size) or None."""
         self.on_progress(self.node_id, value, total)
         if preview is not None:
-            self.on_preview(encode_preview(*preview))
+            self.on_preview(encode_preview(*preview), True)
+
+    def send_image(self, image_format: str, image) -> None:
+        """An output image as a binary frame (SaveImageWebsocket): never dropped, never resized."""
+        self.on_preview(encode_preview(image_format, image, None), False)
 
 
 _current: contextvars.ContextVar[NodeContext | None] = contextvars.ContextVar("comfyd_node_context", default=None)

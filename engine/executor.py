@@ -91,8 +91,8 @@ class _PromptRun:
         self.set_progress(node_id, value, total)
         self.emit("progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": node_id})
 
-    def on_preview(self, payload: bytes) -> None:
-        self.ex.sink.send_bytes(PREVIEW_IMAGE, payload, self.sid, droppable=True)
+    def on_preview(self, payload: bytes, droppable: bool) -> None:
+        self.ex.sink.send_bytes(PREVIEW_IMAGE, payload, self.sid, droppable=droppable)
 
     # -- the run -------------------------------------------------------------------------------------------
 

@@ -162,6 +162,25 @@ class Folders:
     def directory(self, kind: str) -> Path:
         return {"input": self.input, "output": self.output, "temp": self.temp, "user": self.user}[kind]
 
+    def annotated_path(self, name: str, default: str = "input") -> Path | None:
+        """A file named as ComfyUI's image widgets name them: `sub/x.png`, optionally suffixed ` [input]`,
+        ` [output]` or ` [temp]`; None when the name would leave that folder."""
+        if not isinstance(name, str) or not name:
+            return None
+        kind = default
+        for candidate in ("input", "output", "temp"):
+            suffix = f" [{candidate}]"
+            if name.endswith(suffix):
+                name, kind = name[: -len(suffix)], candidate
+                break
+        return safe_join(self.directory(kind), name) if name else None
+
+    def input_files(self) -> list[str]:
+        """Files directly in input/ (what LoadImage lists), sorted."""
+        if not self.input.is_dir():
+            return []
+        return sorted(entry.name for entry in self.input.iterdir() if entry.is_file() and not entry.name.startswith("."))
+
     # -- process-wide access for node classes --------------------------------------------------------------
 
     def activate(self) -> None:
@@ -207,3 +226,7 @@ def get_full_path(name: str, filename: str) -> Path | None:
 
 def get_directory(kind: str) -> Path:
     return active().directory(kind)
+
+
+def get_annotated_path(name: str, default: str = "input") -> Path | None:
+    return active().annotated_path(name, default)

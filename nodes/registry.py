@@ -15,6 +15,7 @@ log = logging.getLogger("comfyd.nodes")
 
 BUILTIN_MODULES = (
     "nodes.primitives",
+    "nodes.image",
 )
 
 

@@ -1,0 +1,396 @@
+"""Image nodes: load, save, preview, websocket output, and simple pixel operations.
+
+IMAGE is a float tensor [batch, height, width, channels] in 0..1; MASK is [batch, height, width].
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import time
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, ImageSequence
+from PIL.PngImagePlugin import PngInfo
+
+from engine import context, folders
+
+from .resize import common_upscale
+
+UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
+MAX_RESOLUTION = 16384
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """One [H, W, C] image tensor as an 8-bit PIL image (ComfyUI's rounding: clip, then truncate)."""
+    array = np.clip(255.0 * image.cpu().float().numpy(), 0, 255).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def _open_image(path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except OSError:
+        # Some files carry metadata Pillow refuses by default; retry leniently, as ComfyUI does.
+        from PIL import ImageFile
+
+        previous = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        try:
+            image = Image.open(path)
+            image.load()
+            return image
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def _resolve(name: str):
+    path = folders.get_annotated_path(name)
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"Invalid image file: {name}")
+    return path
+
+
+def _file_digest(name: str) -> str:
+    path = folders.get_annotated_path(name)
+    if path is None or not path.is_file():
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _validate_image_name(image) -> bool | str:
+    path = folders.get_annotated_path(image) if isinstance(image, str) else None
+    if path is None or not path.is_file():
+        return f"Invalid image file: {image}"
+    return True
+
+
+class LoadImage:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": (folders.active().input_files(), {"image_upload": True})}}
+
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "load_image"
+
+    def load_image(self, image):
+        source = _open_image(_resolve(image))
+        images, masks = [], []
+        size = None
+        for frame in ImageSequence.Iterator(source):
+            frame = ImageOps.exif_transpose(frame)
+            if frame.mode == "I":
+                frame = frame.point(lambda v: v * (1 / 255))
+            rgb = frame.convert("RGB")
+            if size is None:
+                size = rgb.size
+            if rgb.size != size:
+                continue
+            images.append(torch.from_numpy(np.array(rgb).astype(np.float32) / 255.0)[None])
+            if "A" in frame.getbands():
+                alpha = np.array(frame.getchannel("A")).astype(np.float32) / 255.0
+                mask = 1.0 - torch.from_numpy(alpha)
+            elif frame.mode == "P" and "transparency" in frame.info:
+                alpha = np.array(frame.convert("RGBA").getchannel("A")).astype(np.float32) / 255.0
+                mask = 1.0 - torch.from_numpy(alpha)
+            else:
+                mask = torch.zeros((64, 64), dtype=torch.float32)
+            masks.append(mask[None])
+        if len(images) > 1 and source.format != "MPO":
+            return torch.cat(images), torch.cat(masks)
+        return images[0], masks[0]
+
+    @classmethod
+    def IS_CHANGED(cls, image):
+        return _file_digest(image)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, image):
+        return _validate_image_name(image)
+
+
+class LoadImageMask:
+    CHANNELS = ["alpha", "red", "green", "blue"]
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": (folders.active().input_files(), {"image_upload": True}),
+                             "channel": (cls.CHANNELS,)}}
+
+    CATEGORY = "mask"
+    RETURN_TYPES = ("MASK",)
+    FUNCTION = "load_image"
+
+    def load_image(self, image, channel):
+        picture = ImageOps.exif_transpose(_open_image(_resolve(image)))
+        if picture.getbands() != ("R", "G", "B", "A"):
+            if picture.mode == "I":
+                picture = picture.point(lambda v: v * (1 / 255))
+            picture = picture.convert("RGBA")
+        band = channel[0].upper()
+        mask = torch.from_numpy(np.array(picture.getchannel(band)).astype(np.float32) / 255.0)
+        if band == "A":
+            mask = 1.0 - mask
+        return (mask[None],)
+
+    @classmethod
+    def IS_CHANGED(cls, image, channel):
+        return _file_digest(image)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, image):
+        return _validate_image_name(image)
+
+
+def next_counter(directory, filename: str) -> int:
+    """ComfyUI's numbering: one more than the highest `<filename>_<NNNNN>_...` already in `directory`."""
+    pattern = re.compile(re.escape(filename) + r"_(\d+)_", re.IGNORECASE if os.name == "nt" else 0)
+    highest = 0
+    if directory.is_dir():
+        for entry in directory.iterdir():
+            match = pattern.match(entry.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest + 1
+
+
+def expand_prefix(prefix: str, width: int, height: int) -> str:
+    """The %width% / %height% / %year% ... substitutions ComfyUI applies to filename prefixes."""
+    if "%" not in prefix:
+        return prefix
+    now = time.localtime()
+    values = {"width": width, "height": height, "year": now.tm_year, "month": f"{now.tm_mon:02}",
+              "day": f"{now.tm_mday:02}", "hour": f"{now.tm_hour:02}", "minute": f"{now.tm_min:02}",
+              "second": f"{now.tm_sec:02}"}
+    for key, value in values.items():
+        prefix = prefix.replace(f"%{key}%", str(value))
+    return prefix
+
+
+class SaveImage:
+    FOLDER = "output"
+    COMPRESS_LEVEL = 4
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The images to save."}),
+                "filename_prefix": ("STRING", {"default": "ComfyUI", "tooltip": "The prefix for the file to save. This may include formatting information such as %date:yyyy-MM-dd% or %Empty Latent Image.width% to include values from nodes."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    RETURN_TYPES = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    CATEGORY = "image"
+    DESCRIPTION = "Saves the input images to your ComfyUI output directory."
+
+    def prefix_suffix(self) -> str:
+        return ""
+
+    def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
+        root = folders.get_directory(self.FOLDER)
+        prefix = expand_prefix(filename_prefix + self.prefix_suffix(), images[0].shape[1], images[0].shape[0])
+        normalized = os.path.normpath(prefix)
+        subfolder, filename = os.path.dirname(normalized), os.path.basename(normalized)
+        directory = folders.safe_join(root, subfolder or ".")
+        if directory is None or not filename:
+            raise ValueError(f"Saving outside the {self.FOLDER} folder is not allowed: {filename_prefix!r}")
+        directory.mkdir(parents=True, exist_ok=True)
+        counter = next_counter(directory, filename)
+        metadata = PngInfo()
+        if prompt is not None:
+            metadata.add_text("prompt", json.dumps(prompt))
+        for key, value in (extra_pnginfo or {}).items():
+            metadata.add_text(key, json.dumps(value))
+        results = []
+        for batch_number, image in enumerate(images):
+            name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+            to_pil(image).save(directory / name, pnginfo=metadata, compress_level=self.COMPRESS_LEVEL)
+            results.append({"filename": name, "subfolder": subfolder, "type": self.FOLDER})
+            counter += 1
+        return {"ui": {"images": results}}
+
+
+class PreviewImage(SaveImage):
+    FOLDER = "temp"
+    COMPRESS_LEVEL = 1
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",)}, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def prefix_suffix(self) -> str:
+        return "_temp_" + "".join(random.choice("abcdefghijklmnopqrstupvxyz") for _ in range(5))
+
+
+class SaveImageWebsocket:
+    """Sends each image to the queuing client as a binary PNG frame instead of writing a file."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",)}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    CATEGORY = "api/image"
+
+    def save_images(self, images):
+        ctx = context.current()
+        bar = context.ProgressBar(images.shape[0])
+        for step, image in enumerate(images):
+            bar.update_absolute(step, images.shape[0])
+            if ctx is not None:
+                ctx.send_image("PNG", to_pil(image))
+        return {}
+
+    @classmethod
+    def IS_CHANGED(cls, images):
+        return time.time()
+
+
+class ImageInvert:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "invert"
+    CATEGORY = "image"
+
+    def invert(self, image):
+        return (1.0 - image,)
+
+
+class EmptyImage:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "width": ("INT", {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
+            "height": ("INT", {"default": 512, "min": 1, "max": MAX_RESOLUTION, "step": 1}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+            "color": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFF, "step": 1, "display": "color"}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "generate"
+    CATEGORY = "image"
+
+    def generate(self, width, height, batch_size=1, color=0):
+        rgb = torch.tensor([(color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF], dtype=torch.float32) / 255.0
+        return (rgb.expand(batch_size, height, width, 3).clone(),)
+
+
+class ImageBatch:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image1": ("IMAGE",), "image2": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "batch"
+    CATEGORY = "image"
+
+    def batch(self, image1, image2):
+        if image1.shape[1:] != image2.shape[1:]:
+            image2 = scale_image(image2, image1.shape[2], image1.shape[1], "bilinear", "center")
+        return (torch.cat((image1, image2), dim=0),)
+
+
+def scale_image(image: torch.Tensor, width: int, height: int, method: str, crop: str = "disabled") -> torch.Tensor:
+    """Resize [B, H, W, C] images (a 0 side keeps the aspect ratio), optionally centre-cropping to the aspect."""
+    samples = image.movedim(-1, 1)
+    if width == 0 and height == 0:
+        return image
+    if width == 0:
+        width = max(1, round(samples.shape[3] * height / samples.shape[2]))
+    elif height == 0:
+        height = max(1, round(samples.shape[2] * width / samples.shape[3]))
+    return common_upscale(samples, width, height, method, crop).movedim(1, -1)
+
+
+class ImageScale:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": ("IMAGE",),
+            "upscale_method": (UPSCALE_METHODS,),
+            "width": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}),
+            "height": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}),
+            "crop": (["disabled", "center"],),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "upscale"
+    CATEGORY = "image/upscaling"
+
+    def upscale(self, image, upscale_method, width, height, crop):
+        return (scale_image(image, width, height, upscale_method, crop),)
+
+
+class ImageScaleBy:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "upscale_method": (UPSCALE_METHODS,),
+                             "scale_by": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 8.0, "step": 0.01})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "upscale"
+    CATEGORY = "image/upscaling"
+
+    def upscale(self, image, upscale_method, scale_by):
+        width, height = round(image.shape[2] * scale_by), round(image.shape[1] * scale_by)
+        return (scale_image(image, width, height, upscale_method),)
+
+
+class ImagePadForOutpaint:
+    @classmethod
+    def INPUT_TYPES(cls):
+        side = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}
+        return {"required": {"image": ("IMAGE",), "left": ("INT", side), "top": ("INT", side),
+                             "right": ("INT", side), "bottom": ("INT", side),
+                             "feathering": ("INT", {"default": 40, "min": 0, "max": MAX_RESOLUTION, "step": 1})}}
+
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "expand_image"
+    CATEGORY = "image"
+
+    def expand_image(self, image, left, top, right, bottom, feathering):
+        batch, height, width, channels = image.shape
+        padded = torch.full((batch, height + top + bottom, width + left + right, channels), 0.5,
+                            dtype=torch.float32)
+        padded[:, top:top + height, left:left + width, :] = image
+        mask = torch.ones((height + top + bottom, width + left + right), dtype=torch.float32)
+        inner = torch.zeros((height, width), dtype=torch.float32)
+        if feathering > 0 and feathering * 2 < height and feathering * 2 < width:
+            ys = torch.arange(height, dtype=torch.float32)[:, None]
+            xs = torch.arange(width, dtype=torch.float32)[None, :]
+            # Distance to each padded edge only: sides with no padding stay sharp.
+            distances = [d for d, pad in ((ys, top), (height - ys, bottom), (xs, left), (width - xs, right))
+                         if pad != 0]
+            if distances:
+                nearest = torch.stack([d.expand(height, width) for d in distances]).amin(0)
+                falloff = (feathering - nearest) / feathering
+                inner = torch.where(nearest < feathering, falloff * falloff, inner)
+        mask[top:top + height, left:left + width] = inner
+        return padded, mask[None]
+
+
+NODE_CLASS_MAPPINGS = {
+    "LoadImage": LoadImage, "LoadImageMask": LoadImageMask, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
+    "SaveImageWebsocket": SaveImageWebsocket, "ImageInvert": ImageInvert, "EmptyImage": EmptyImage,
+    "ImageBatch": ImageBatch, "ImageScale": ImageScale, "ImageScaleBy": ImageScaleBy,
+    "ImagePadForOutpaint": ImagePadForOutpaint,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "LoadImage": "Load Image", "LoadImageMask": "Load Image (as Mask)", "SaveImage": "Save Image",
+    "PreviewImage": "Preview Image", "ImageInvert": "Invert Image", "ImageBatch": "Batch Images",
+    "ImageScale": "Upscale Image", "ImageScaleBy": "Upscale Image By",
+    "ImagePadForOutpaint": "Pad Image for Outpainting",
+}
