@@ -1,0 +1,50 @@
+"""Per text-encoder settings that decide how ComfyUI tokenizes and reads out each CLIP model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .clip_tokenizer import END_ID, START_ID
+
+
+@dataclass(frozen=True)
+class ClipProfile:
+    """How one CLIP text encoder is fed and read.
+
+    name: ComfyUI's key for the encoder's tokens ("l", "g", "h").
+    pad_id: padding after the end token (CLIP-L pads with the end token, OpenCLIP H/bigG with 0).
+    layer_idx: default hidden layer to read (negative counts from the end); None reads the final output.
+    norm_hidden: whether a hidden layer's output goes through the final layer norm.
+    projected_pooled: whether the pooled output goes through the text projection (when the model has one).
+    embedding_size / embedding_key: what a textual-inversion loader should pick for this encoder.
+    """
+
+    name: str
+    pad_id: int
+    layer_idx: int | None
+    norm_hidden: bool
+    projected_pooled: bool
+    embedding_size: int
+    embedding_key: str
+    start_id: int = START_ID
+    end_id: int = END_ID
+    max_length: int = 77
+
+
+SD1_CLIP_L = ClipProfile(
+    "l", pad_id=END_ID, layer_idx=None, norm_hidden=True, projected_pooled=False,
+    embedding_size=768, embedding_key="clip_l",
+)
+SD2_CLIP_H = ClipProfile(
+    "h", pad_id=0, layer_idx=-2, norm_hidden=True, projected_pooled=True,
+    embedding_size=1024, embedding_key="clip_h",
+)
+SDXL_CLIP_L = ClipProfile(
+    "l", pad_id=END_ID, layer_idx=-2, norm_hidden=False, projected_pooled=True,
+    embedding_size=768, embedding_key="clip_l",
+)
+# Also the SDXL refiner's only encoder.
+SDXL_CLIP_G = ClipProfile(
+    "g", pad_id=0, layer_idx=-2, norm_hidden=False, projected_pooled=True,
+    embedding_size=1280, embedding_key="clip_g",
+)
