@@ -62,7 +62,6 @@ class _PromptRun:
     def __init__(self, executor: Executor, item: QueueItem, interrupt: threading.Event):
         self.ex = executor
         self.item = item
-        self.prompt = item.prompt
         self.prompt_id = item.prompt_id
         self.sid = item.client_id
         self.interrupt = interrupt
@@ -72,6 +71,10 @@ class _PromptRun:
         self.done: dict[str, NodeOutput] = {}
         self.executed: list[str] = []
         self.progress_nodes: dict[str, dict] = {}
+        self.prompt = dict(item.prompt)  # expansion adds nodes to this run's copy only
+        self.parents: dict[str, str] = {}
+        self.display: dict[str, str] = {}
+        self.expansions: dict[str, list[tuple[dict | None, tuple]]] = {}
 
     # -- events --------------------------------------------------------------------------------------------
 
@@ -83,7 +86,8 @@ class _PromptRun:
     def set_progress(self, node_id: str, value: float, total: float, state: str = "running") -> None:
         self.progress_nodes[node_id] = {
             "value": value, "max": total, "state": state, "node_id": node_id, "prompt_id": self.prompt_id,
-            "display_node_id": node_id, "parent_node_id": None, "real_node_id": node_id,
+            "display_node_id": self.display_id(node_id), "parent_node_id": self.parents.get(node_id),
+            "real_node_id": node_id,
         }
         self.emit("progress_state", {"prompt_id": self.prompt_id, "nodes": dict(self.progress_nodes)})
 
@@ -166,14 +170,18 @@ class _PromptRun:
             self.current = node_id
             if self.interrupt.is_set():
                 raise context.Interrupted()
-            cached = self.ex.cache.get(signatures[node_id])
+            signature = signatures.get(node_id)  # nodes added by expansion have none: never cached
+            cached = self.ex.cache.get(signature) if signature else None
             if cached is not None:
                 stack.pop()
                 self.finish(node_id, cached, replay=True)
                 continue
-            waiting = self.unresolved(node_id, self.eager_inputs(node_id))
-            if not waiting:
-                waiting = self.unresolved(node_id, self.requested_lazy_inputs(node_id))
+            if node_id in self.expansions:
+                waiting = [n for n in self.expansion_targets(node_id) if n not in self.done]
+            else:
+                waiting = self.unresolved(node_id, self.eager_inputs(node_id))
+                if not waiting:
+                    waiting = self.unresolved(node_id, self.requested_lazy_inputs(node_id))
             if waiting:
                 for parent in reversed(waiting):
                     if parent in pending:
@@ -181,11 +189,58 @@ class _PromptRun:
                     stack.append(parent)
                 pending.add(node_id)
                 continue
+            output = self.resolve_expansion(node_id) if node_id in self.expansions else self.call_node(node_id)
+            if output is None:  # the node expanded into a subgraph: run that first, then come back
+                pending.add(node_id)
+                continue
             stack.pop()
             pending.discard(node_id)
-            output = self.call_node(node_id)
-            self.ex.cache.put(signatures[node_id], output)
+            if signature:
+                self.ex.cache.put(signature, output)
             self.finish(node_id, output, replay=False)
+
+    # -- node expansion: a node may return {"expand": graph, "result": (value | [node, slot], ...)} ----------
+
+    def expand(self, node_id: str, calls: list[tuple[dict | None, tuple]]) -> None:
+        """Add the subgraphs a node returned to this run; their ids must be new (GraphBuilder makes them so)."""
+        for graph, _ in calls:
+            for new_id, node in (graph or {}).items():
+                new_id = str(new_id)
+                if new_id in self.prompt:
+                    raise ValueError(f"node expansion added node {new_id}, which already exists; "
+                                     "expanded node ids must be unique (use a graph builder)")
+                if not isinstance(node, dict) or node.get("class_type") not in self.ex.registry:
+                    raise ValueError(f"node expansion added node {new_id} of unknown type")
+                self.prompt[new_id] = {"class_type": node["class_type"], "inputs": dict(node.get("inputs", {}))}
+                self.parents[new_id] = node_id
+                self.display[new_id] = str(node.get("override_display_id", self.display_id(node_id)))
+        self.expansions[node_id] = calls
+
+    def expansion_targets(self, node_id: str) -> list[str]:
+        """Nodes an expanded node waits for: what its results link to, and the subgraph's output nodes."""
+        targets = []
+        for graph, result in self.expansions[node_id]:
+            targets += [t[0] for t in map(link_target, result) if t is not None]
+            targets += [str(n) for n, node in (graph or {}).items()
+                        if nodespec.is_output_node(self.ex.registry.get(node["class_type"]))]
+        return list(dict.fromkeys(targets))
+
+    def resolve_expansion(self, node_id: str) -> NodeOutput:
+        calls = self.expansions.pop(node_id)
+        cls = self.ex.registry.get(self.class_type(node_id))
+        flags = nodespec.output_is_list(cls)
+        values: list[list] = [[] for _ in flags]
+        for _, result in calls:
+            for slot, value in enumerate(result):
+                target = link_target(value)
+                if target is not None:
+                    values[slot].extend(self.done[target[0]].values[target[1]])
+                else:
+                    values[slot].extend(value) if flags[slot] else values[slot].append(value)
+        return NodeOutput(values, None)
+
+    def display_id(self, node_id: str) -> str:
+        return self.display.get(node_id, node_id)
 
     def unresolved(self, node_id: str, names) -> list[str]:
         return [p for p in dict.fromkeys(self.links(node_id, only=set(names))) if p not in self.done]
@@ -226,7 +281,7 @@ class _PromptRun:
                 data[name] = [None]  # a lazy input not evaluated (yet)
         extra = self.item.extra_data
         hidden_values = {
-            "PROMPT": self.prompt, "EXTRA_PNGINFO": extra.get("extra_pnginfo"), "UNIQUE_ID": node_id,
+            "PROMPT": self.item.prompt, "EXTRA_PNGINFO": extra.get("extra_pnginfo"), "UNIQUE_ID": node_id,
             "AUTH_TOKEN_COMFY_ORG": extra.get("auth_token_comfy_org"),
             "API_KEY_COMFY_ORG": extra.get("api_key_comfy_org"), "DYNPROMPT": None,
         }
@@ -247,13 +302,13 @@ class _PromptRun:
         for i in range(count):
             yield {name: values[min(i, len(values) - 1)] for name, values in data.items()}
 
-    def call_node(self, node_id: str) -> NodeOutput:
+    def call_node(self, node_id: str) -> NodeOutput | None:
         class_type = self.class_type(node_id)
         cls = self.ex.registry.get(class_type)
         data = self.gather_inputs(node_id, cls)
         self.set_progress(node_id, 0.0, 1.0)
-        self.emit("executing", {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id})
-        ctx = context.NodeContext(self.prompt_id, node_id, node_id, self.interrupt, self.on_progress,
+        self.emit("executing", {"node": node_id, "display_node": self.display_id(node_id), "prompt_id": self.prompt_id})
+        ctx = context.NodeContext(self.prompt_id, node_id, self.display_id(node_id), self.interrupt, self.on_progress,
                                   self.on_preview, self.ex.preview_method)
         token = context.activate(ctx)
         try:
@@ -262,6 +317,10 @@ class _PromptRun:
             for kwargs in self.mapped_calls(cls, data):
                 ctx.check_interrupted()
                 returns.append(self.ex.resolve(function(**kwargs)))
+            if any(isinstance(r, dict) and r.get("expand") is not None for r in returns):
+                self.expand(node_id, [(r.get("expand"), tuple(r.get("result", ()))) if isinstance(r, dict)
+                                      else (None, tuple(r)) for r in returns])
+                return None
             return self.collect(cls, returns)
         except context.Interrupted:
             raise
@@ -279,8 +338,6 @@ class _PromptRun:
         for ret in returns:
             result = ret
             if isinstance(ret, dict):
-                if "expand" in ret:
-                    raise NotImplementedError("node expansion (returning 'expand') is not supported yet")
                 if ret.get("ui") is not None:
                     ui = ui or {}
                     for key, items in ret["ui"].items():
@@ -300,9 +357,9 @@ class _PromptRun:
         self.executed.append(node_id)
         if output.ui is not None:
             self.outputs[node_id] = output.ui
-            self.meta[node_id] = {"node_id": node_id, "display_node": node_id, "parent_node": None,
-                                  "real_node_id": node_id}
-            self.emit("executed", {"node": node_id, "display_node": node_id, "output": output.ui,
+            self.meta[node_id] = {"node_id": node_id, "display_node": self.display_id(node_id),
+                                  "parent_node": self.parents.get(node_id), "real_node_id": node_id}
+            self.emit("executed", {"node": node_id, "display_node": self.display_id(node_id), "output": output.ui,
                                    "prompt_id": self.prompt_id})
         if not replay or output.ui is not None:
             total = self.progress_nodes.get(node_id, {}).get("max", 1.0)

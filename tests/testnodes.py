@@ -183,7 +183,24 @@ class TestHidden:
         return {"ui": {"uid": [uid], "nodes": sorted(prompt), "extra": [extra]}}
 
 
+class TestExpandDouble:
+    """Expands into a subgraph: value + value through TestAdd, plus an output node inside the subgraph."""
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("INT", {})}, "hidden": {"unique_id": "UNIQUE_ID"}}
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "tests"
+
+    def run(self, value, unique_id):
+        add, report = f"{unique_id}.add", f"{unique_id}.report"
+        return {"result": ([add, 0],), "expand": {
+            add: {"class_type": "TestAdd", "inputs": {"a": value, "b": value}},
+            report: {"class_type": "TestOutput", "inputs": {"value": [add, 0]}},
+        }}
+
+
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
     TestConstant, TestAdd, TestOutput, TestListOutput, TestListSum, TestLazySwitch, TestFail, TestSlow,
-    TestValidated, TestAlwaysChanged, TestHidden)}
+    TestValidated, TestAlwaysChanged, TestHidden, TestExpandDouble)}
 NODE_DISPLAY_NAME_MAPPINGS = {"TestAdd": "Add (test)"}

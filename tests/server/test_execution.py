@@ -167,3 +167,22 @@ async def test_messages_go_to_the_client_that_queued_status_to_all(client):
             break
     assert seen and all(m["type"] == "status" for m in seen)
     await other.close()
+
+
+async def test_node_expansion_runs_the_subgraph_and_links_its_result(client):
+    prompt = {
+        "1": {"class_type": "TestConstant", "inputs": {"value": 21}},
+        "2": {"class_type": "TestExpandDouble", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "TestOutput", "inputs": {"value": ["2", 0]}},
+    }
+    prompt_id, messages = await run_prompt(client, prompt)
+    executed = {d["node"]: d for d in of_type(messages, "executed")}
+    assert executed["3"]["output"] == {"values": [42]}
+    assert executed["2.report"]["display_node"] == "2" and executed["2.report"]["output"] == {"values": [42]}
+    entry = (await (await client.get(f"/history/{prompt_id}")).json())[prompt_id]
+    assert entry["prompt"][2] == prompt  # the stored prompt is the one submitted
+    assert entry["meta"]["2.report"] == {"node_id": "2.report", "display_node": "2", "parent_node": "2",
+                                         "real_node_id": "2.report"}
+    testnodes.CALLS.clear()
+    _, messages = await run_prompt(client, prompt)  # the expanded node is cached as a whole
+    assert of_type(messages, "execution_cached")[0]["nodes"] == ["1", "2", "3"] and testnodes.CALLS == []
