@@ -157,7 +157,10 @@ class UserStore:
             raise BadPath("The path is empty.")
         if "\x00" in relative:
             raise BadPath("The path contains a NUL byte.")
-        encoded = relative.encode("utf-8", "surrogateescape")
+        try:
+            encoded = relative.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadPath("The path is not valid UTF-8.") from None
         if len(encoded) > _MAX_PATH or any(len(part) > _MAX_COMPONENT for part in encoded.split(b"/")):
             raise BadPath(f"The path is too long (at most {_MAX_COMPONENT} bytes per name, {_MAX_PATH} in all).")
         root = self.user_root(user)
@@ -168,16 +171,10 @@ class UserStore:
             raise BadPath("The path names the user folder itself, not a file in it.")
         return path
 
-    def _inside(self, user: str, path: Path) -> bool:
-        """False for an entry reached through a symlink that points outside the user's folder."""
-        real_root = self.user_root(user).resolve()
-        real = path.resolve()
-        return real == real_root or real_root in real.parents
-
-    def file_info(self, user: str, path: Path) -> dict:
-        stat = path.stat()
-        return {"path": path.relative_to(self.user_root(user)).as_posix(), "size": stat.st_size,
-                "modified": stat.st_mtime, "created": stat.st_ctime}
+    def describe(self, user: str, path: Path, *, full_info: bool) -> dict | str:
+        """What POST and move answer: the path relative to the user's folder, or its full file info."""
+        root = self.user_root(user)
+        return file_info(path, root) if full_info else path.relative_to(root).as_posix()
 
     # -- listings ------------------------------------------------------------------------------------------
 
@@ -191,9 +188,10 @@ class UserStore:
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recurse else []
             files += [Path(dirpath, f) for f in filenames if not f.startswith(".")]
-        files = sorted(p for p in files if p.is_file() and self._inside(user, p))
+        real_root = self.user_root(user).resolve()
+        files = sorted(p for p in files if p.is_file() and _within(real_root, p))
         if full_info:
-            return [{**self.file_info(user, p), "path": p.relative_to(base).as_posix()} for p in files]
+            return [file_info(p, base) for p in files]
         relative = [p.relative_to(base).as_posix() for p in files]
         return [[rel, *rel.split("/")] for rel in relative] if split else relative
 
@@ -208,15 +206,15 @@ class UserStore:
             raise NotFound(relative)
         if not base.is_dir():
             raise NotADirectoryError(relative)
-        entries = []
+        real_root, entries = root.resolve(), []
         for dirpath, dirnames, filenames in os.walk(base):
             for name in dirnames:
                 path = Path(dirpath, name)
-                if self._inside(user, path):
+                if _within(real_root, path):
                     entries.append({"name": name, "path": path.relative_to(root).as_posix(), "type": "directory"})
             for name in filenames:
                 path = Path(dirpath, name)
-                if not self._inside(user, path):
+                if not _within(real_root, path):
                     continue
                 entry = {"name": name, "path": path.relative_to(root).as_posix(), "type": "file"}
                 try:
@@ -269,6 +267,19 @@ class UserStore:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(src, dst)
         return dst
+
+
+def file_info(path: Path, relative_to: Path) -> dict:
+    """ComfyUI's `{path, size, modified, created}` of a file; times are float Unix seconds."""
+    stat = path.stat()
+    return {"path": path.relative_to(relative_to).as_posix(), "size": stat.st_size,
+            "modified": stat.st_mtime, "created": stat.st_ctime}
+
+
+def _within(real_root: Path, path: Path) -> bool:
+    """False for a listed entry that is a symlink pointing outside the user's folder."""
+    real = path.resolve()
+    return real == real_root or real_root in real.parents
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
