@@ -18,7 +18,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from engine import context, folders
 
-from .resize import common_upscale
+from engine.resize import common_upscale
 
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 MAX_RESOLUTION = 16384

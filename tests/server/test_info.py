@@ -178,3 +178,11 @@ def test_cli_serves_on_the_given_port(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+async def test_root_i18n_and_templates(client):
+    root = await client.get("/")
+    assert root.status == 200 and root.headers["Cache-Control"] == "no-cache"
+    assert "text/html" in root.headers["Content-Type"]
+    assert await (await client.get("/api/i18n")).json() == {}
+    assert await (await client.get("/api/workflow_templates")).json() == {}
