@@ -1,0 +1,206 @@
+"""Classifier-free guidance over ComfyUI CONDITIONING lists: the denoiser the samplers call.
+
+CONDITIONING is a list of `[tensor, options]` pairs (ComfyUI's representation). Each pair becomes a `Cond`
+with its area, mask, strength and active sigma range resolved once before sampling; at every step the conds
+that apply are run through the model (batched where their shapes allow) and blended by their weights, then
+`uncond + (cond - uncond) * cfg` as ComfyUI computes it.
+
+The model is anything with `model_sampling`, `apply_model(x, sigma, **model_conds) -> denoised` and
+`extra_conds(cond, options, noise, width, height, latent_image, denoise_mask) -> dict` (engine.models.diffusion).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from ..resize import common_upscale
+
+
+@dataclasses.dataclass
+class Cond:
+    model_conds: dict[str, torch.Tensor]
+    area: tuple[int, int, int, int] | None = None  # (height, width, y, x) in latent units
+    strength: float = 1.0
+    mask: torch.Tensor | None = None  # [B, H, W] at latent resolution
+    mask_strength: float = 1.0
+    sigma_start: float | None = None  # inactive above this sigma (start_percent)
+    sigma_end: float | None = None  # inactive below this sigma (end_percent)
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+def _resolve_area(options: dict, dims: tuple[int, int]):
+    area = options.get("area")
+    if area is None:
+        return None
+    if area[0] == "percentage":
+        h, w, y, x = area[1:5]
+        return (max(1, round(h * dims[0])), max(1, round(w * dims[1])), round(y * dims[0]), round(x * dims[1]))
+    return tuple(int(v) for v in area[:4])
+
+
+def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    """(h, w, y, x) of the non-zero region of a [B, H, W] mask, at least 8x8; (8, 8, 0, 0) when empty."""
+    bounds = mask.abs().amax(dim=0)
+    ys, xs = torch.where(bounds != 0)
+    if ys.numel() == 0:
+        return 8, 8, 0, 0
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+    return max(8, y1 - y0 + 1), max(8, x1 - x0 + 1), y0, x0
+
+
+def prepare(conditioning: list, model, noise: torch.Tensor, *, latent_image=None, denoise_mask=None) -> list[Cond]:
+    """Resolve a CONDITIONING list for one sampling run on latents shaped like `noise`."""
+    dims = tuple(noise.shape[2:])
+    ms = model.model_sampling
+    conds = []
+    for tensor, options in conditioning:
+        area = _resolve_area(options, dims)
+        mask = options.get("mask")
+        if mask is not None:
+            mask = mask.to(noise.device)
+            if mask.ndim == len(dims):
+                mask = mask.unsqueeze(0)
+            if tuple(mask.shape[1:]) != dims:
+                mask = common_upscale(mask.unsqueeze(1), dims[1], dims[0], "bilinear").squeeze(1)
+            if options.get("set_area_to_bounds", False):
+                area = _mask_bounds(mask)
+        start, end = options.get("start_percent"), options.get("end_percent")
+        model_conds = model.extra_conds(
+            tensor, options, noise, width=options.get("width", dims[1] * 8), height=options.get("height", dims[0] * 8),
+            latent_image=latent_image, denoise_mask=denoise_mask)
+        conds.append(Cond(
+            model_conds=model_conds, area=area, strength=options.get("strength", 1.0), mask=mask,
+            mask_strength=options.get("mask_strength", 1.0),
+            sigma_start=None if start is None else float(ms.percent_to_sigma(start)),
+            sigma_end=None if end is None else float(ms.percent_to_sigma(end)),
+            options=options))
+    return conds
+
+
+def _inside(inner, outer) -> bool:
+    return inner[2] >= outer[2] and inner[3] >= outer[3] \
+        and inner[0] + inner[2] <= outer[0] + outer[2] and inner[1] + inner[3] <= outer[1] + outer[3]
+
+
+def add_opposite_areas(conds: list[Cond], others: list[Cond]) -> None:
+    """Give `others` a cond with each area of `conds` (from its smallest enclosing cond), as ComfyUI does, so an
+    area prompt has a matching negative and guidance stays balanced inside the area."""
+    for c in conds:
+        if c.area is None:
+            continue
+        smallest = None
+        for o in others:
+            if o.area is None:
+                smallest = smallest or o
+            elif _inside(c.area, o.area) and (smallest is None or smallest.area is None
+                                              or math.prod(smallest.area[:2]) > math.prod(o.area[:2])):
+                smallest = o
+        if smallest is None or smallest.area == c.area:
+            continue
+        others.append(dataclasses.replace(c, model_conds=dict(smallest.model_conds)))
+
+
+def _area_weights(cond: Cond, x: torch.Tensor):
+    """(input crop, weight tensor) of a cond for latents x, or None when it is inactive at this sigma."""
+    area = cond.area
+    crop = x
+    if area is not None:
+        h = min(x.shape[2] - area[2], area[0])
+        w = min(x.shape[3] - area[3], area[1])
+        area = (h, w, area[2], area[3])
+        crop = x[:, :, area[2]:area[2] + h, area[3]:area[3] + w]
+    if cond.mask is not None:
+        mask = cond.mask[: crop.shape[0]]
+        if area is not None:
+            mask = mask[:, area[2]:area[2] + area[0], area[3]:area[3] + area[1]]
+        mask = (mask * cond.mask_strength).unsqueeze(1)
+        weight = mask.repeat(crop.shape[0] // mask.shape[0], crop.shape[1], 1, 1) * cond.strength
+    else:
+        weight = torch.ones_like(crop) * cond.strength
+    if cond.mask is None and area is not None:
+        # Fade area edges that are inside the image over up to 8 latent pixels.
+        for axis, (size, offset, full) in enumerate(((area[0], area[2], x.shape[2]), (area[1], area[3], x.shape[3]))):
+            ramp = min(8, weight.shape[2 + axis] // 4)
+            for t in range(ramp):
+                factor = (t + 1) / ramp
+                if offset != 0:
+                    weight.narrow(2 + axis, t, 1).mul_(factor)
+                if size + offset < full:
+                    weight.narrow(2 + axis, size - 1 - t, 1).mul_(factor)
+    return crop, weight, area
+
+
+def _batch_size_to(tensor: torch.Tensor, batch: int) -> torch.Tensor:
+    if tensor.shape[0] > batch:
+        return tensor[:batch]
+    if tensor.shape[0] < batch:
+        return tensor.repeat((math.ceil(batch / tensor.shape[0]),) + (1,) * (tensor.ndim - 1))[:batch]
+    return tensor
+
+
+def _model_inputs(cond: Cond, crop: torch.Tensor, area) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in cond.model_conds.items():
+        if key == "c_concat" and area is not None:  # spatial conditioning follows the area crop
+            value = value[:, :, area[2]:area[2] + area[0], area[3]:area[3] + area[1]]
+        out[key] = _batch_size_to(value, crop.shape[0])
+    return out
+
+
+def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
+    """The weighted model prediction for each cond list (None lists give zeros)."""
+    outputs = [torch.zeros_like(x) for _ in cond_lists]
+    counts = [torch.full_like(x, 1e-37) for _ in cond_lists]
+    runs = []
+    current = float(sigma.max())
+    for index, conds in enumerate(cond_lists):
+        for cond in conds or ():
+            if cond.sigma_start is not None and current > cond.sigma_start:
+                continue
+            if cond.sigma_end is not None and current < cond.sigma_end:
+                continue
+            crop, weight, area = _area_weights(cond, x)
+            runs.append((index, crop, weight, area, _model_inputs(cond, crop, area)))
+    while runs:
+        # One model call for every pending run whose shapes match the first one (typically cond + uncond).
+        first = runs[0]
+        group = [r for r in runs if r[1].shape == first[1].shape
+                 and {k: v.shape for k, v in r[4].items()} == {k: v.shape for k, v in first[4].items()}]
+        runs = [r for r in runs if not any(r is g for g in group)]
+        batch_x = torch.cat([r[1] for r in group])
+        batch_sigma = torch.cat([sigma] * len(group))
+        batch_conds = {k: torch.cat([r[4][k] for r in group]) for k in first[4]}
+        predictions = model.apply_model(batch_x, batch_sigma, **batch_conds).chunk(len(group))
+        for (index, _, weight, area, _), prediction in zip(group, predictions):
+            if area is None:
+                outputs[index] += prediction * weight
+                counts[index] += weight
+            else:
+                region = (slice(None), slice(None), slice(area[2], area[2] + area[0]), slice(area[3], area[3] + area[1]))
+                outputs[index][region] += prediction * weight
+                counts[index][region] += weight
+    return [out / count for out, count in zip(outputs, counts)]
+
+
+class CFGDenoiser:
+    """`denoiser(x, sigma, **extra) -> denoised` with classifier-free guidance, for the samplers."""
+
+    def __init__(self, model, positive: list[Cond], negative: list[Cond], cfg: float):
+        self.model = model
+        self.model_sampling = model.model_sampling
+        self.positive = positive
+        self.negative = negative
+        self.cfg = cfg
+
+    def _predict(self, x, sigma, with_uncond: bool):
+        uncond = self.negative if with_uncond or not math.isclose(self.cfg, 1.0) else None
+        cond_pred, uncond_pred = calc_cond_batch(self.model, [self.positive, uncond], x, sigma)
+        return uncond_pred + (cond_pred - uncond_pred) * self.cfg, uncond_pred
+
+    def __call__(self, x, sigma, **extra_args):
+        return self._predict(x, sigma, with_uncond=False)[0]
+
+    def denoise_with_uncond(self, x, sigma, **extra_args):
+        return self._predict(x, sigma, with_uncond=True)

@@ -1,0 +1,132 @@
+"""The discrete noise schedule of SD-style models and the maths of their prediction types.
+
+A diffusion model sees ``x = x0 + sigma * eps`` (the k-diffusion "VE" view). ``ModelSampling`` converts between
+sigmas and the model's 1000 training timesteps, scales the network input, turns the network output into the
+denoised estimate, and scales the starting noise, matching ComfyUI's ``ModelSamplingDiscrete`` with ``EPS`` /
+``V_PREDICTION`` numerically (same dtypes, same order of operations).
+"""
+from __future__ import annotations
+
+import torch
+
+PREDICTIONS = ("eps", "v_prediction")
+
+
+def linear_betas(timesteps: int = 1000, linear_start: float = 0.00085, linear_end: float = 0.012) -> torch.Tensor:
+    """SD's "linear" beta schedule: linear in sqrt(beta), computed in float64."""
+    return torch.linspace(linear_start ** 0.5, linear_end ** 0.5, timesteps, dtype=torch.float64) ** 2
+
+
+def sigmas_from_betas(betas: torch.Tensor) -> torch.Tensor:
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    return ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+
+
+# Zero-terminal-SNR would make the last alpha_bar exactly 0 (sigma infinite); ComfyUI pins it to this value.
+ZSNR_LAST_ALPHA_BAR = 4.8973451890853435e-08
+
+
+def rescale_zero_terminal_snr(sigmas: torch.Tensor) -> torch.Tensor:
+    """Shift and rescale sqrt(alpha_bar) so the last timestep has (almost) zero SNR (Lin et al. 2023)."""
+    sqrt_ab = (1 / (sigmas * sigmas + 1)).sqrt()
+    first, last = sqrt_ab[0].clone(), sqrt_ab[-1].clone()
+    sqrt_ab = (sqrt_ab - last) * (first / (first - last))
+    alpha_bar = sqrt_ab ** 2
+    alpha_bar[-1] = ZSNR_LAST_ALPHA_BAR
+    return ((1 - alpha_bar) / alpha_bar) ** 0.5
+
+
+def _per_sample(sigma: torch.Tensor, ndim: int) -> torch.Tensor:
+    """A scalar sigma stays a scalar; a per-sample sigma becomes (B, 1, ..., 1) to broadcast over x."""
+    if sigma.nelement() == 1:
+        return sigma.view(())
+    return sigma.view(sigma.shape[:1] + (1,) * (ndim - 1))
+
+
+class ModelSampling:
+    """Sigma table and prediction-type maths of a discrete-time (1000 step) diffusion model.
+
+    ``sigmas`` is ascending (timestep 0 first). Float32 copies of sigma and log-sigma are kept, the log taken
+    before the cast, as ComfyUI does. The table lives on the CPU; inputs may be on any device.
+    """
+
+    def __init__(self, sigmas: torch.Tensor, prediction: str = "eps", sigma_data: float = 1.0):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction type {prediction!r}; expected one of {PREDICTIONS}")
+        self.prediction = prediction
+        self.sigma_data = sigma_data
+        self.sigmas = sigmas.float()
+        self.log_sigmas = sigmas.log().float()
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> torch.Tensor:
+        return self.sigmas[-1]
+
+    # -- sigma <-> timestep ---------------------------------------------------------------------------------
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Index of the table entry nearest in log-sigma (int64, same shape and device as ``sigma``)."""
+        dists = sigma.log().to(self.log_sigmas.device) - self.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape).to(sigma.device)
+
+    def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
+        """Sigma at a (possibly fractional) timestep, interpolating linearly in log-sigma."""
+        t = timestep.float().to(self.log_sigmas.device).clamp(0, len(self.sigmas) - 1)
+        low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+        log_sigma = (1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]
+        return log_sigma.exp().to(timestep.device)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        """Sigma reached after ``percent`` of the denoising (0 -> "infinite", 1 -> 0)."""
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return self.sigma(torch.tensor((1.0 - percent) * 999.0)).item()
+
+    # -- half-log-SNR (lambda = log(alpha / sigma_vp)); in the VE view this is -log(sigma) -----------------
+    def half_log_snr(self, sigma: torch.Tensor) -> torch.Tensor:
+        return sigma.log().neg()
+
+    def sigma_from_half_log_snr(self, half_log_snr: torch.Tensor) -> torch.Tensor:
+        return half_log_snr.neg().exp()
+
+    # -- prediction-type maths ------------------------------------------------------------------------------
+    def calculate_input(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Scale the noisy latent to unit variance before it enters the network."""
+        sigma = _per_sample(sigma, x.ndim)
+        return x / (sigma ** 2 + self.sigma_data ** 2) ** 0.5
+
+    def calculate_denoised(self, sigma: torch.Tensor, model_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The x0 estimate from the raw network output (``x`` is the unscaled network input)."""
+        sigma = _per_sample(sigma, model_output.ndim)
+        if self.prediction == "eps":
+            return x - model_output * sigma
+        sd = self.sigma_data
+        return x * sd ** 2 / (sigma ** 2 + sd ** 2) - model_output * sigma * sd / (sigma ** 2 + sd ** 2) ** 0.5
+
+    def noise_scaling(self, sigma: torch.Tensor, noise: torch.Tensor, latent_image: torch.Tensor,
+                      max_denoise: bool = False) -> torch.Tensor:
+        """The sampler's starting point: ``latent + sigma * noise``.
+
+        At full denoise the noise is scaled by sqrt(1 + sigma^2) instead, which is the variance of a pure-noise
+        latent under the VP model the network was trained on.
+        """
+        sigma = _per_sample(sigma, noise.ndim)
+        scale = torch.sqrt(1.0 + sigma ** 2.0) if max_denoise else sigma
+        return noise * scale + latent_image
+
+    def inverse_noise_scaling(self, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return latent
+
+
+def discrete_model_sampling(prediction: str = "eps", *, timesteps: int = 1000, linear_start: float = 0.00085,
+                            linear_end: float = 0.012, zsnr: bool = False) -> ModelSampling:
+    """The SD1.x / SD2.x / SDXL schedule (ComfyUI's defaults); ``zsnr`` rescales to zero terminal SNR."""
+    sigmas = sigmas_from_betas(linear_betas(timesteps, linear_start, linear_end))
+    if zsnr:
+        sigmas = rescale_zero_terminal_snr(sigmas)
+    return ModelSampling(sigmas, prediction)

@@ -1,0 +1,195 @@
+"""Noise schedules: the sigma sequences a sampler walks, as ComfyUI's KSampler computes them.
+
+Every scheduler in ``SCHEDULERS`` is ``(model_sampling, steps) -> sigmas``: a float32 CPU tensor, descending,
+ending in 0. Most have ``steps + 1`` entries; ``beta`` drops repeated timesteps and ``ddim_uniform`` strides the
+table, so those two can be shorter or longer, exactly as upstream.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy
+import scipy.stats
+import torch
+
+from .model_sampling import ModelSampling
+
+Scheduler = Callable[[ModelSampling, int], torch.Tensor]
+
+
+def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
+    return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+# -- k-diffusion style schedules: (n, sigma_min, sigma_max) -> n + 1 sigmas ----------------------------------
+def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device=None) -> torch.Tensor:
+    """Karras et al. (2022): uniform steps in sigma^(1/rho)."""
+    ramp = torch.linspace(0, 1, n, device=device)
+    min_inv_rho = sigma_min ** (1 / rho)
+    max_inv_rho = sigma_max ** (1 / rho)
+    return append_zero((max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho)
+
+
+def get_sigmas_exponential(n: int, sigma_min: float, sigma_max: float, device=None) -> torch.Tensor:
+    """Uniform steps in log-sigma."""
+    return append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n, device=device).exp())
+
+
+def get_sigmas_kl_optimal(n: int, sigma_min: float, sigma_max: float, device=None) -> torch.Tensor:
+    """Uniform steps in arctan(sigma) (the KL-optimal schedule of AUTOMATIC1111 PR 15608)."""
+    frac = torch.arange(n, dtype=torch.float, device=device).div_(n - 1)
+    sigmas = frac.new_zeros(n + 1)
+    sigmas[:-1] = (frac * math.atan(sigma_min) + (1 - frac) * math.atan(sigma_max)).tan_()
+    return sigmas
+
+
+def _from_range(schedule: Callable[[int, float, float], torch.Tensor]) -> Scheduler:
+    """Adapt an (n, sigma_min, sigma_max) schedule to the model's sigma range."""
+    def scheduler(ms: ModelSampling, steps: int) -> torch.Tensor:
+        return schedule(steps, float(ms.sigma_min), float(ms.sigma_max))
+    scheduler.__name__ = schedule.__name__
+    return scheduler
+
+
+# -- schedules that read the model's sigma table ---------------------------------------------------------------
+def simple_schedule(ms: ModelSampling, steps: int) -> torch.Tensor:
+    """Evenly strided entries of the sigma table, from the top."""
+    stride = len(ms.sigmas) / steps
+    picked = [float(ms.sigmas[-(1 + int(k * stride))]) for k in range(steps)]
+    return torch.FloatTensor(picked + [0.0])
+
+
+def ddim_uniform_schedule(ms: ModelSampling, steps: int) -> torch.Tensor:
+    """Every ``len // steps``-th table entry from index 1 up, reversed (DDIM's "uniform" discretisation)."""
+    if math.isclose(float(ms.sigmas[1]), 0, abs_tol=0.00001):
+        # A table that already reaches 0 supplies the final zero itself.
+        steps += 1
+        tail = []
+    else:
+        tail = [0.0]
+    stride = max(len(ms.sigmas) // steps, 1)
+    picked = [float(ms.sigmas[k]) for k in range(1, len(ms.sigmas), stride)]
+    return torch.FloatTensor(picked[::-1] + tail)
+
+
+def normal_schedule(ms: ModelSampling, steps: int, sgm: bool = False) -> torch.Tensor:
+    """Timesteps evenly spaced from t_max to t_min, mapped to sigmas by log-sigma interpolation.
+
+    ``sgm`` (sgm_uniform) spaces ``steps + 1`` points and drops the last, so t_min itself is never visited.
+    """
+    start = ms.timestep(ms.sigma_max)
+    end = ms.timestep(ms.sigma_min)
+    append = True
+    if sgm:
+        timesteps = torch.linspace(start, end, steps + 1)[:-1]
+    else:
+        if math.isclose(float(ms.sigma(end)), 0, abs_tol=0.00001):
+            steps += 1
+            append = False
+        timesteps = torch.linspace(start, end, steps)
+    sigmas = [float(ms.sigma(t)) for t in timesteps]
+    return torch.FloatTensor(sigmas + [0.0] if append else sigmas)
+
+
+def sgm_uniform_schedule(ms: ModelSampling, steps: int) -> torch.Tensor:
+    return normal_schedule(ms, steps, sgm=True)
+
+
+def beta_schedule(ms: ModelSampling, steps: int, alpha: float = 0.6, beta: float = 0.6) -> torch.Tensor:
+    """Timesteps at quantiles of a Beta(alpha, beta) distribution (arXiv 2407.12173); repeats are dropped."""
+    last_index = len(ms.sigmas) - 1
+    quantiles = 1 - numpy.linspace(0, 1, steps, endpoint=False)
+    timesteps = numpy.rint(scipy.stats.beta.ppf(quantiles, alpha, beta) * last_index)
+    picked, previous = [], None
+    for t in timesteps:
+        if t != previous:
+            picked.append(float(ms.sigmas[int(t)]))
+        previous = t
+    return torch.FloatTensor(picked + [0.0])
+
+
+def linear_quadratic_schedule(ms: ModelSampling, steps: int, threshold_noise: float = 0.025,
+                              linear_steps: int | None = None) -> torch.Tensor:
+    """Mochi's schedule: linear up to ``threshold_noise`` then quadratic, as fractions of sigma_max."""
+    if steps == 1:
+        fractions = [1.0, 0.0]
+    else:
+        if linear_steps is None:
+            linear_steps = steps // 2
+        quadratic_steps = steps - linear_steps
+        linear_part = [k * threshold_noise / linear_steps for k in range(linear_steps)]
+        step_diff = linear_steps - threshold_noise * steps
+        a = step_diff / (linear_steps * quadratic_steps ** 2)
+        b = threshold_noise / linear_steps - 2 * step_diff / (quadratic_steps ** 2)
+        c = a * (linear_steps ** 2)
+        quadratic_part = [a * (k ** 2) + b * k + c for k in range(linear_steps, steps)]
+        fractions = [1.0 - f for f in linear_part + quadratic_part + [1.0]]
+    return torch.FloatTensor(fractions) * ms.sigma_max.cpu()
+
+
+SCHEDULERS: dict[str, Scheduler] = {
+    "simple": simple_schedule,
+    "sgm_uniform": sgm_uniform_schedule,
+    "karras": _from_range(get_sigmas_karras),
+    "exponential": _from_range(get_sigmas_exponential),
+    "ddim_uniform": ddim_uniform_schedule,
+    "beta": beta_schedule,
+    "normal": normal_schedule,
+    "linear_quadratic": linear_quadratic_schedule,
+    "kl_optimal": _from_range(get_sigmas_kl_optimal),
+}
+SCHEDULER_NAMES: list[str] = list(SCHEDULERS)
+
+# Samplers whose last step would be wasted on the smallest sigma: one extra step is scheduled and the
+# penultimate sigma dropped, so they go from sigma_min's neighbour straight to 0.
+DISCARD_PENULTIMATE_SIGMA_SAMPLERS = frozenset({"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"})
+
+
+def calculate_sigmas(ms: ModelSampling, scheduler: str, steps: int) -> torch.Tensor:
+    try:
+        return SCHEDULERS[scheduler](ms, steps)
+    except KeyError:
+        raise ValueError(f"unknown scheduler {scheduler!r}") from None
+
+
+def _sampler_sigmas(ms: ModelSampling, scheduler: str, steps: int, sampler_name: str | None) -> torch.Tensor:
+    if sampler_name not in DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
+        return calculate_sigmas(ms, scheduler, steps)
+    sigmas = calculate_sigmas(ms, scheduler, steps + 1)
+    return torch.cat([sigmas[:-2], sigmas[-1:]])
+
+
+def sigmas_for(ms: ModelSampling, scheduler: str, steps: int, denoise: float | None = 1.0,
+               sampler_name: str | None = None) -> torch.Tensor:
+    """The sigmas KSampler runs for ``steps`` at ``denoise`` strength.
+
+    Partial denoise schedules ``int(steps / denoise)`` steps and keeps the last ``steps + 1`` sigmas, so img2img
+    starts part-way down the full schedule. ``denoise <= 0`` gives an empty tensor (nothing to sample).
+    """
+    if denoise is None or denoise > 0.9999:
+        return _sampler_sigmas(ms, scheduler, steps, sampler_name)
+    if denoise <= 0.0:
+        return torch.FloatTensor([])
+    return _sampler_sigmas(ms, scheduler, int(steps / denoise), sampler_name)[-(steps + 1):]
+
+
+def trim_sigmas(sigmas: torch.Tensor, start_step: int | None = None, last_step: int | None = None,
+                force_full_denoise: bool = False) -> torch.Tensor | None:
+    """KSamplerAdvanced's step window. ``None`` means nothing is left to run (the latent passes through)."""
+    if last_step is not None and last_step < len(sigmas) - 1:
+        sigmas = sigmas[:last_step + 1].clone()
+        if force_full_denoise:
+            sigmas[-1] = 0
+    if start_step is not None:
+        if start_step >= len(sigmas) - 1:
+            return None
+        sigmas = sigmas[start_step:]
+    return sigmas
+
+
+def is_max_denoise(ms: ModelSampling, sigmas: torch.Tensor) -> bool:
+    """Whether sampling starts from pure noise (first sigma at or above the model's sigma_max)."""
+    max_sigma = float(ms.sigma_max)
+    first = float(sigmas[0])
+    return math.isclose(max_sigma, first, rel_tol=1e-05) or first > max_sigma
