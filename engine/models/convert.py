@@ -1,0 +1,154 @@
+"""From detected specs to diffusers/transformers configs, and from LDM tensor names to theirs.
+
+The renaming itself is diffusers' single-file code (``convert_ldm_unet_checkpoint``, ``convert_ldm_vae_checkpoint``,
+``convert_open_clip_checkpoint``), fed through ``PrefixView`` so it sees the prefix it expects and reads each tensor
+once. The configs are built here from the spec: diffusers' own config helper wants the original YAML and tells
+SDXL apart by real-size context widths, which the tiny test models do not have.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Mapping
+
+from diffusers.loaders.single_file_utils import (
+    convert_ldm_unet_checkpoint,
+    convert_ldm_vae_checkpoint,
+    convert_open_clip_checkpoint,
+)
+from transformers import CLIPTextConfig
+
+from .detect import ADM_FOURIER_WIDTH, TextEncoderSpec, UNetSpec, VaeSpec
+
+# The prefixes diffusers' converters look for.
+LDM_UNET_PREFIX = "model.diffusion_model."
+LDM_VAE_PREFIX = "first_stage_model."
+
+# Parts of a transformers-layout CLIP text model that belong in CLIPTextModel (files may also hold a vision tower).
+_TEXT_MODEL_PARTS = ("embeddings.", "encoder.", "final_layer_norm.")
+
+CLIP_BOS, CLIP_EOS = 49406, 49407  # the pooled output is read at the first end-of-text token
+
+
+class PrefixView(Mapping):
+    """The entries of ``source`` whose keys start with ``old``, seen with ``new`` in place of ``old``.
+
+    Lookups go straight to ``source``, so a lazily-reading source still reads each tensor only when asked.
+    """
+
+    def __init__(self, source: Mapping, old: str, new: str = ""):
+        self._source, self._old, self._new = source, old, new
+        self._keys = [new + k[len(old):] for k in source if k.startswith(old)]
+
+    def __getitem__(self, key: str):
+        if not key.startswith(self._new):
+            raise KeyError(key)
+        return self._source[self._old + key[len(self._new):]]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.startswith(self._new) and self._old + key[len(self._new):] in self._source
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _level_depth(depths: tuple[int, ...], where: str) -> int:
+    if len(set(depths)) > 1:
+        raise ValueError(f"{where} transformer depths {list(depths)} differ within one level")
+    return depths[0] if depths else 0
+
+
+def unet_config(spec: UNetSpec) -> dict:
+    """UNet2DConditionModel keyword arguments for ``spec``; ValueError for layouts diffusers cannot express."""
+    if len(set(spec.num_res_blocks)) != 1:
+        raise ValueError(f"res blocks per level {list(spec.num_res_blocks)} are not uniform")
+    if spec.transformer_depth_middle in (-1, 0):
+        raise ValueError("middle block without a transformer")
+    levels = range(len(spec.channel_mult))
+    depth_in = [_level_depth(d, "input") for d in spec.input_depths_by_level()]
+    depth_out = [_level_depth(d, "output") for d in spec.output_depths_by_level()]
+    middle = spec.transformer_depth_middle
+    # diffusers gives the middle block the deepest level's depth; a level without attention can carry it.
+    if middle > 0 and depth_in[-1] not in (0, middle):
+        raise ValueError(f"middle depth {middle} differs from the last level's {depth_in[-1]}")
+    layers = [d or 1 for d in depth_in]
+    if middle > 0:
+        layers[-1] = middle
+    heads = [spec.heads(level) for level in levels]
+    if 0 in heads:
+        raise ValueError(f"levels narrower than one {spec.num_head_channels}-channel attention head")
+    config = dict(
+        in_channels=spec.in_channels,
+        out_channels=spec.out_channels,
+        block_out_channels=[spec.model_channels * m for m in spec.channel_mult],
+        layers_per_block=spec.num_res_blocks[0],
+        down_block_types=["CrossAttnDownBlock2D" if d else "DownBlock2D" for d in depth_in],
+        up_block_types=["CrossAttnUpBlock2D" if d else "UpBlock2D" for d in reversed(depth_out)],
+        mid_block_type="UNetMidBlock2DCrossAttn" if middle > 0 else None,
+        transformer_layers_per_block=layers,
+        reverse_transformer_layers_per_block=[d or 1 for d in reversed(depth_out)],
+        attention_head_dim=heads,  # diffusers' name for the number of heads
+        cross_attention_dim=spec.context_dim,
+        use_linear_projection=spec.use_linear_in_transformer,
+    )
+    if spec.adm_in_channels is not None:  # SDXL: pooled text + Fourier-embedded size conditions
+        config.update(addition_embed_type="text_time", addition_time_embed_dim=ADM_FOURIER_WIDTH,
+                      projection_class_embeddings_input_dim=spec.adm_in_channels)
+    return config
+
+
+def vae_config(spec: VaeSpec) -> dict:
+    levels = len(spec.channel_mult)
+    return dict(
+        in_channels=spec.in_channels,
+        out_channels=spec.out_channels,
+        down_block_types=["DownEncoderBlock2D"] * levels,
+        up_block_types=["UpDecoderBlock2D"] * levels,
+        block_out_channels=[spec.base_channels * m for m in spec.channel_mult],
+        layers_per_block=spec.num_res_blocks,
+        latent_channels=spec.latent_channels,
+        use_quant_conv=spec.use_quant_conv,
+        use_post_quant_conv=spec.use_quant_conv,
+    )
+
+
+def text_config(spec: TextEncoderSpec) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=spec.vocab_size,
+        hidden_size=spec.width,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        max_position_embeddings=spec.max_positions,
+        hidden_act=spec.hidden_act,
+        projection_dim=spec.projection_dim or spec.width,
+        layer_norm_eps=1e-5,
+        bos_token_id=CLIP_BOS,
+        eos_token_id=CLIP_EOS,
+        attn_implementation="sdpa",
+    )
+
+
+def unet_state_dict(spec: UNetSpec, tensors: Mapping, config: dict) -> dict:
+    """diffusers-named UNet tensors from the LDM ones in ``tensors`` (full file keys)."""
+    return convert_ldm_unet_checkpoint(PrefixView(tensors, spec.prefix, LDM_UNET_PREFIX), config)
+
+
+def vae_state_dict(spec: VaeSpec, tensors: Mapping, config: dict) -> dict:
+    return convert_ldm_vae_checkpoint(PrefixView(tensors, spec.prefix, LDM_VAE_PREFIX), config)
+
+
+def text_state_dict(spec: TextEncoderSpec, tensors: Mapping, model) -> dict:
+    """transformers-named tensors for ``model`` (a CLIPTextModel, or ...WithProjection when spec has one)."""
+    if spec.layout == "open_clip":
+        state = convert_open_clip_checkpoint(model, PrefixView(tensors, spec.prefix), prefix="")
+    else:
+        view = PrefixView(tensors, spec.prefix)
+        state = {"text_model." + k: view[k] for k in view
+                 if k.startswith(_TEXT_MODEL_PARTS) and not k.endswith("position_ids")}  # a buffer, rebuilt
+        if spec.projection_key:
+            state["text_projection.weight"] = tensors[spec.projection_key]
+    if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
+        state = {k.removeprefix("text_model."): v for k, v in state.items()}
+    return state
