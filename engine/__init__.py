@@ -41,10 +41,12 @@ class Engine:
         self.folders.activate()
         self.history = History(settings.history_size)
         self.queue = PromptQueue(on_change=self.sink.queue_changed, max_size=settings.max_queue_size)
-        self.executor = Executor(registry, self.sink, preview_method=settings.preview_method)
+        self.executor = Executor(registry, self.sink, preview_method=settings.preview_method,
+                                 models=self.model_manager)
         self._interrupt = threading.Event()
         self.worker = Worker(self.queue, self.executor, self.history, self.sink, self._interrupt, self._apply_flags)
         self._device = None
+        self._models = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -60,6 +62,14 @@ class Engine:
         if self._device is None:
             self._device = devices.select_device(self.settings.cpu)
         return self._device
+
+    def model_manager(self):
+        """The ModelManager, created on first use (it imports torch and picks the device)."""
+        if self._models is None:
+            from .models.manager import ModelManager
+
+            self._models = ModelManager(self.device, self.settings.vram_mode)
+        return self._models
 
     # -- prompts -------------------------------------------------------------------------------------------
 
@@ -96,14 +106,9 @@ class Engine:
     def _apply_flags(self, flags: dict) -> None:
         if flags.get("unload_models") or flags.get("free_memory"):
             self.executor.reset()
+            if self._models is not None:
+                self._models.unload_all()
             gc.collect()
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            except ImportError:
-                pass
 
     # -- information ---------------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ class NodeContext:
     on_progress: Callable[[str, float, float], None]
     on_preview: Callable[[bytes, bool], None]
     preview_method: str = "none"
+    models: object = None  # the engine's ModelManager (engine.models.manager), for nodes that load models
 
     def check_interrupted(self) -> None:
         if self.interrupt.is_set():
@@ -60,6 +61,24 @@ def activate(ctx: NodeContext | None):
 
 def deactivate(token) -> None:
     _current.reset(token)
+
+
+_fallback_models = None
+
+
+def model_manager():
+    """The running engine's ModelManager; outside a prompt (direct node calls), a CPU one."""
+    global _fallback_models
+    ctx = current()
+    if ctx is not None and ctx.models is not None:
+        return ctx.models()
+    if _fallback_models is None:
+        import torch
+
+        from .models.manager import ModelManager
+
+        _fallback_models = ModelManager(torch.device("cpu"))
+    return _fallback_models
 
 
 def check_interrupted() -> None:

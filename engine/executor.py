@@ -27,10 +27,11 @@ class NodeError(Exception):
 
 
 class Executor:
-    def __init__(self, registry, sink: EventSink, *, preview_method: str = "none"):
+    def __init__(self, registry, sink: EventSink, *, preview_method: str = "none", models=None):
         self.registry = registry
         self.sink = sink
         self.preview_method = preview_method
+        self.models = models  # a callable returning the ModelManager (created on first use: it imports torch)
         self.cache = OutputCache()
         self._instances: dict[tuple[str, str], object] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -309,7 +310,7 @@ class _PromptRun:
         self.set_progress(node_id, 0.0, 1.0)
         self.emit("executing", {"node": node_id, "display_node": self.display_id(node_id), "prompt_id": self.prompt_id})
         ctx = context.NodeContext(self.prompt_id, node_id, self.display_id(node_id), self.interrupt, self.on_progress,
-                                  self.on_preview, self.ex.preview_method)
+                                  self.on_preview, self.ex.preview_method, self.ex.models)
         token = context.activate(ctx)
         try:
             function = getattr(self.ex.instance(node_id, class_type), cls.FUNCTION)

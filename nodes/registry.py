@@ -16,6 +16,11 @@ log = logging.getLogger("comfyd.nodes")
 BUILTIN_MODULES = (
     "nodes.primitives",
     "nodes.image",
+    "nodes.loaders",
+    "nodes.text_encode",
+    "nodes.vae",
+    "nodes.sampling",
+    "nodes.latent",
 )
 
 

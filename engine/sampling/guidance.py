@@ -50,7 +50,8 @@ def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
     return max(8, y1 - y0 + 1), max(8, x1 - x0 + 1), y0, x0
 
 
-def prepare(conditioning: list, model, noise: torch.Tensor, *, latent_image=None, denoise_mask=None) -> list[Cond]:
+def prepare(conditioning: list, model, noise: torch.Tensor, *, latent_image=None, denoise_mask=None,
+            prompt_type: str = "positive") -> list[Cond]:
     """Resolve a CONDITIONING list for one sampling run on latents shaped like `noise`."""
     dims = tuple(noise.shape[2:])
     ms = model.model_sampling
@@ -69,7 +70,7 @@ def prepare(conditioning: list, model, noise: torch.Tensor, *, latent_image=None
         start, end = options.get("start_percent"), options.get("end_percent")
         model_conds = model.extra_conds(
             tensor, options, noise, width=options.get("width", dims[1] * 8), height=options.get("height", dims[0] * 8),
-            latent_image=latent_image, denoise_mask=denoise_mask)
+            prompt_type=prompt_type, latent_image=latent_image, denoise_mask=denoise_mask)
         conds.append(Cond(
             model_conds=model_conds, area=area, strength=options.get("strength", 1.0), mask=mask,
             mask_strength=options.get("mask_strength", 1.0),

@@ -14,7 +14,8 @@ class ConstantModel:
         self.model_sampling = discrete_model_sampling()
         self.calls = []
 
-    def extra_conds(self, cond, options, noise, width, height, latent_image=None, denoise_mask=None):
+    def extra_conds(self, cond, options, noise, width, height, prompt_type="positive", latent_image=None,
+                    denoise_mask=None):
         return {"c_crossattn": cond}
 
     def apply_model(self, x, sigma, c_crossattn):

@@ -1,0 +1,101 @@
+"""MODEL: a diffusers UNet behind ComfyUI's `apply_model` contract (sigma in, denoised x0 out)."""
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+
+from ..sampling.model_sampling import ModelSampling, discrete_model_sampling
+
+# Default aesthetic scores of the SDXL refiner's conditioning, as ComfyUI uses them.
+REFINER_POSITIVE_SCORE = 6.0
+REFINER_NEGATIVE_SCORE = 2.5
+
+
+class DiffusionModel:
+    """What MODEL outputs carry. Cloning shares the network; weight patches (LoRA) live on the clone."""
+
+    def __init__(self, unet, family: str, prediction: str, latent_scale: float, *, zsnr: bool = False,
+                 manager=None, name: str = ""):
+        self.unet = unet
+        self.family = family
+        self.latent_scale = latent_scale
+        self.model_sampling: ModelSampling = discrete_model_sampling(prediction, zsnr=zsnr)
+        self.manager = manager
+        self.name = name
+        self.patches: list = []  # (lora weights, strength) applied while this clone samples
+        self.model_options: dict = {"transformer_options": {}}
+
+    def clone(self) -> "DiffusionModel":
+        other = copy.copy(self)
+        other.patches = list(self.patches)
+        other.model_options = copy.deepcopy(self.model_options)
+        return other
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def in_channels(self) -> int:
+        return self.unet.config.in_channels
+
+    def process_latent_in(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent * self.latent_scale
+
+    def process_latent_out(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent / self.latent_scale
+
+    def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, *, width: int, height: int,
+                    prompt_type: str = "positive", latent_image=None, denoise_mask=None) -> dict:
+        """The model inputs one conditioning entry contributes (ComfyUI's `extra_conds`)."""
+        out = {"c_crossattn": cond}
+        pooled = options.get("pooled_output")
+        if self.family == "sdxl":
+            ids = [options.get("height", height), options.get("width", width), options.get("crop_h", 0),
+                   options.get("crop_w", 0), options.get("target_height", height), options.get("target_width", width)]
+        elif self.family == "sdxl_refiner":
+            default = REFINER_NEGATIVE_SCORE if prompt_type == "negative" else REFINER_POSITIVE_SCORE
+            ids = [options.get("height", height), options.get("width", width), options.get("crop_h", 0),
+                   options.get("crop_w", 0), options.get("aesthetic_score", default)]
+        else:
+            ids = None
+        if ids is not None:
+            if pooled is None:
+                pooled = torch.zeros((1, self.unet.config.projection_class_embeddings_input_dim - 256 * len(ids)))
+            out["text_embeds"] = pooled
+            out["time_ids"] = torch.tensor([ids], dtype=torch.float32).repeat(pooled.shape[0], 1)
+        if self.in_channels == 9:  # inpainting UNet: mask + masked image as extra input channels
+            out["c_concat"] = self._inpaint_concat(noise, latent_image, denoise_mask)
+        return out
+
+    def _inpaint_concat(self, noise, latent_image, denoise_mask) -> torch.Tensor:
+        if denoise_mask is None:
+            mask = torch.ones_like(noise[:, :1])
+        else:
+            mask = torch.nn.functional.interpolate(denoise_mask.reshape(-1, 1, *denoise_mask.shape[-2:]).float(),
+                                                   size=noise.shape[-2:], mode="bilinear")
+            mask = mask[:, :1].to(noise.device)
+            mask = mask.round() if mask.shape[0] == noise.shape[0] else mask[:1].round().repeat(noise.shape[0], 1, 1, 1)
+        if latent_image is None:
+            latent_image = torch.zeros_like(noise)
+        masked = latent_image * (1.0 - mask)  # latent_image is already in model space here
+        return torch.cat((mask, masked), dim=1)
+
+    def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor,
+                    text_embeds=None, time_ids=None, c_concat=None, **unused) -> torch.Tensor:
+        ms = self.model_sampling
+        sigma = sigma.to(x.device)
+        model_input = ms.calculate_input(sigma, x)
+        if c_concat is not None:
+            model_input = torch.cat((model_input, c_concat.to(x)), dim=1)
+        dtype = self.dtype
+        added = None
+        if text_embeds is not None:
+            added = {"text_embeds": text_embeds.to(x.device, dtype), "time_ids": time_ids.to(x.device, dtype)}
+        with self.manager.running(self) if self.manager else contextlib.nullcontext():
+            output = self.unet(model_input.to(dtype), ms.timestep(sigma).float(),
+                               encoder_hidden_states=c_crossattn.to(x.device, dtype),
+                               added_cond_kwargs=added, return_dict=False)[0].float()
+        return ms.calculate_denoised(sigma, output, x)

@@ -1,0 +1,132 @@
+"""Loaded models: which device they live on, their dtype, weight patches (LoRA), and unloading.
+
+Every model call goes through `running(model)`, which makes sure the weights are on the compute device and
+carry exactly the patches the calling clone asks for (restoring the base weights exactly when it asks for
+none). In low-VRAM mode weights go back to the CPU after each use.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import gc
+import logging
+import os
+import threading
+
+import torch
+
+log = logging.getLogger("comfyd.models")
+
+
+class _PatchState:
+    """Per network: the patch set applied now and the original values of every tensor it changed."""
+
+    def __init__(self):
+        self.applied: tuple = ()
+        self.backup: dict[str, torch.Tensor] = {}
+
+
+class ModelManager:
+    def __init__(self, device: torch.device, vram_mode: str = "normal", cache_size: int = 2):
+        self.device = torch.device(device)
+        self.offload_device = torch.device("cpu")
+        self.vram_mode = vram_mode
+        self._files: collections.OrderedDict = collections.OrderedDict()
+        self._cache_size = cache_size
+        self._patch_state: dict[int, _PatchState] = {}
+        self._lock = threading.RLock()
+
+    # -- dtype policy (ComfyUI's): half precision on CUDA, fp32 on CPU ---------------------------------------
+
+    def unet_dtype(self) -> torch.dtype:
+        return torch.float16 if self.device.type == "cuda" else torch.float32
+
+    def text_dtype(self) -> torch.dtype:
+        return torch.float16 if self.device.type == "cuda" else torch.float32
+
+    def vae_dtype(self) -> torch.dtype:
+        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+
+    @property
+    def load_device(self) -> torch.device:
+        return self.offload_device if self.vram_mode == "low" else self.device
+
+    # -- loading (cached by file identity) --------------------------------------------------------------------
+
+    def cached(self, kind: str, path, build):
+        """The object `build()` returns for (kind, file), reused while the file is unchanged."""
+        stat = os.stat(path)
+        key = (kind, os.fspath(path), stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if key in self._files:
+                self._files.move_to_end(key)
+                return self._files[key]
+        value = build()
+        with self._lock:
+            self._files[key] = value
+            while len(self._files) > self._cache_size:
+                self._files.popitem(last=False)
+        return value
+
+    def unload_all(self) -> None:
+        with self._lock:
+            self._files.clear()
+            self._patch_state.clear()
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- use ----------------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def running(self, owner):
+        """Weights of `owner` (DiffusionModel / TextEncoder / VAE) on the compute device with its patches."""
+        networks = list(_networks(owner))
+        with self._lock:
+            for target, network in networks:
+                if _device_of(network) != self.device:
+                    network.to(self.device)
+                self._apply_patches(target, network, getattr(owner, "patches", ()))
+            try:
+                yield
+            finally:
+                if self.vram_mode == "low" and self.device != self.offload_device:
+                    for _, network in networks:
+                        network.to(self.offload_device)
+
+    def _apply_patches(self, target: str, network: torch.nn.Module, patches) -> None:
+        state = self._patch_state.setdefault(id(network), _PatchState())
+        wanted = tuple((id(patch), float(strength)) for patch, strength in patches if strength != 0)
+        if state.applied == wanted:
+            return
+        params = dict(network.named_parameters())
+        with torch.no_grad():
+            for name, original in state.backup.items():
+                params[name].copy_(original.to(params[name].device))
+            state.backup.clear()
+            for patch, strength in patches:
+                if strength == 0:
+                    continue
+                for name, delta in patch.deltas(target, params).items():
+                    param = params[name]
+                    if name not in state.backup:
+                        state.backup[name] = param.detach().to(self.offload_device, copy=True)
+                    param.add_(delta.to(param.device, torch.float32).mul(strength).to(param.dtype))
+        state.applied = wanted
+
+
+def _networks(owner):
+    """(patch target name, torch module) pairs an owner runs."""
+    if hasattr(owner, "unet"):
+        yield "unet", owner.unet
+    elif hasattr(owner, "models"):
+        yield from ((f"clip_{name}", model) for name, model in owner.models.items())
+    elif hasattr(owner, "autoencoder"):
+        yield "vae", owner.autoencoder
+
+
+def _device_of(network: torch.nn.Module) -> torch.device:
+    parameter = next(network.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")

@@ -1,0 +1,175 @@
+"""Loader nodes: checkpoints, diffusion models, text encoders and VAEs from the model folders."""
+from __future__ import annotations
+
+from engine import context, folders
+from engine.models.clip import TextEncoder
+from engine.models.diffusion import DiffusionModel
+from engine.models.vae import VAE
+
+
+def _path(folder: str, name: str):
+    path = folders.get_full_path(folder, name)
+    if path is None:
+        raise FileNotFoundError(f"{folder}/{name} was not found in any {folder} folder")
+    return path
+
+
+def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
+    """(MODEL, CLIP | None, VAE | None) for a checkpoint in models/checkpoints, cached while the file is unchanged."""
+    from engine.models.load import load_checkpoint
+
+    manager = context.model_manager()
+    path = _path("checkpoints", name)
+
+    def build():
+        loaded = load_checkpoint(path, manager.load_device, manager.unet_dtype())
+        spec = loaded.spec
+        model = DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor, zsnr=spec.zsnr,
+                               manager=manager, name=name)
+        text = TextEncoder({te.name: te.model for te in loaded.clip}, spec.family,
+                           embedding_roots=folders.active().paths("embeddings"), manager=manager) \
+            if loaded.clip else None
+        autoencoder = VAE(loaded.vae.to(manager.vae_dtype()), manager=manager, name=name) if loaded.vae else None
+        return model, text, autoencoder
+
+    model, text, autoencoder = manager.cached("checkpoint", path, build)
+    return model.clone(), (text.clone() if text and clip else None), (autoencoder if vae else None)
+
+
+class CheckpointLoaderSimple:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"ckpt_name": (folders.get_filename_list("checkpoints"),
+                                           {"tooltip": "The name of the checkpoint (model) to load."})}}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    OUTPUT_TOOLTIPS = ("The model used for denoising latents.",
+                       "The CLIP model used for encoding text prompts.",
+                       "The VAE model used for encoding and decoding images to and from latent space.")
+    FUNCTION = "load_checkpoint"
+    CATEGORY = "loaders"
+    DESCRIPTION = "Loads a diffusion model checkpoint, diffusion models are used to denoise latents."
+
+    def load_checkpoint(self, ckpt_name):
+        return load_checkpoint_file(ckpt_name)
+
+
+class CheckpointLoader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"config_name": (folders.get_filename_list("configs"),),
+                             "ckpt_name": (folders.get_filename_list("checkpoints"),)}}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load_checkpoint"
+    CATEGORY = "advanced/loaders"
+    DEPRECATED = True
+
+    def load_checkpoint(self, config_name, ckpt_name):
+        # The architecture comes from the weights themselves; the YAML config is not needed.
+        return load_checkpoint_file(ckpt_name)
+
+
+class UNETLoader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"unet_name": (folders.get_filename_list("diffusion_models"),),
+                             "weight_dtype": (["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"],)}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load_unet"
+    CATEGORY = "advanced/loaders"
+
+    def load_unet(self, unet_name, weight_dtype="default"):
+        from engine.models.load import load_unet_file
+
+        manager = context.model_manager()
+        path = _path("diffusion_models", unet_name)
+
+        def build():
+            loaded = load_unet_file(path, manager.load_device, manager.unet_dtype())
+            spec = loaded.spec
+            return DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor,
+                                  zsnr=spec.zsnr, manager=manager, name=unet_name)
+
+        return (manager.cached("unet", path, build).clone(),)
+
+
+class VAELoader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae_name": (folders.get_filename_list("vae"),)}}
+
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "load_vae"
+    CATEGORY = "loaders"
+
+    def load_vae(self, vae_name):
+        from engine.models.load import load_vae_file
+
+        manager = context.model_manager()
+        path = _path("vae", vae_name)
+        return (manager.cached("vae", path, lambda: VAE(
+            load_vae_file(path, manager.load_device, manager.vae_dtype()), manager=manager, name=vae_name)),)
+
+
+def _text_encoder(names: list[str], family: str):
+    from engine.models.load import load_clip_file
+
+    manager = context.model_manager()
+    models = {}
+    for name in names:
+        path = _path("text_encoders", name)
+        loaded = manager.cached("clip", path, lambda: load_clip_file(path, manager.load_device, manager.text_dtype()))
+        models[loaded.name] = loaded.model
+    if family == "stable_diffusion":
+        family = {"l": "sd1", "h": "sd2", "g": "sdxl_refiner"}[next(iter(models))]
+    elif family == "sdxl" and set(models) != {"l", "g"}:
+        raise ValueError(f"SDXL needs a CLIP-L and a CLIP-G text encoder; got {sorted(models)}")
+    return TextEncoder(models, family, embedding_roots=folders.active().paths("embeddings"), manager=manager)
+
+
+class CLIPLoader:
+    TYPES = ["stable_diffusion"]
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"clip_name": (folders.get_filename_list("text_encoders"),),
+                             "type": (cls.TYPES,)},
+                "optional": {"device": (["default", "cpu"], {"advanced": True})}}
+
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load_clip"
+    CATEGORY = "advanced/loaders"
+    DESCRIPTION = "[Recipes]\n\nstable_diffusion: clip-l"
+
+    def load_clip(self, clip_name, type="stable_diffusion", device="default"):
+        return (_text_encoder([clip_name], type),)
+
+
+class DualCLIPLoader:
+    TYPES = ["sdxl"]
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        names = folders.get_filename_list("text_encoders")
+        return {"required": {"clip_name1": (names,), "clip_name2": (names,), "type": (cls.TYPES,)},
+                "optional": {"device": (["default", "cpu"], {"advanced": True})}}
+
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load_clip"
+    CATEGORY = "advanced/loaders"
+    DESCRIPTION = "[Recipes]\n\nsdxl: clip-l, clip-g"
+
+    def load_clip(self, clip_name1, clip_name2, type="sdxl", device="default"):
+        return (_text_encoder([clip_name1, clip_name2], type),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "CheckpointLoaderSimple": CheckpointLoaderSimple, "CheckpointLoader": CheckpointLoader,
+    "UNETLoader": UNETLoader, "VAELoader": VAELoader, "CLIPLoader": CLIPLoader, "DualCLIPLoader": DualCLIPLoader,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "CheckpointLoaderSimple": "Load Checkpoint", "CheckpointLoader": "Load Checkpoint With Config (DEPRECATED)",
+    "UNETLoader": "Load Diffusion Model", "VAELoader": "Load VAE", "CLIPLoader": "Load CLIP",
+}
