@@ -21,6 +21,8 @@ BUILTIN_MODULES = (
     "nodes.vae",
     "nodes.sampling",
     "nodes.latent",
+    "nodes.conditioning",
+    "nodes.mask",
 )
 
 
