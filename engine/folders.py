@@ -126,12 +126,17 @@ class Folders:
         """Files of a model folder, relative to their root, '/'-separated, sorted; read from disk each call."""
         return sorted({rel for rel, _ in self._scan(name)})
 
-    def indexed_filenames(self, name: str) -> list[tuple[str, int]]:
-        """(file, index of the root it was found in), the first root winning, sorted by file."""
+    def indexed_filenames(self, name: str) -> list[dict]:
+        """`{name, pathIndex, modified, created, size}` per file (the first root holding it wins), by name."""
         first: dict[str, int] = {}
         for rel, index in self._scan(name):
             first.setdefault(rel, index)
-        return sorted(first.items())
+        out = []
+        for rel, index in sorted(first.items()):
+            stat = (self._paths[LEGACY_NAMES.get(name, name)][index] / rel).stat()
+            out.append({"name": rel, "pathIndex": index, "modified": stat.st_mtime, "created": stat.st_ctime,
+                        "size": stat.st_size})
+        return out
 
     def _scan(self, name: str):
         name = LEGACY_NAMES.get(name, name)

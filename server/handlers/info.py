@@ -51,8 +51,7 @@ async def get_experiment_models_folder(request: web.Request) -> web.Response:
     folder = request.match_info["folder"]
     if folder not in folders.names():
         return web.Response(status=404, text=f"Unknown folder {folder}")
-    files = await asyncio.to_thread(folders.indexed_filenames, folder)
-    return web.json_response([{"name": name, "pathIndex": index} for name, index in files])
+    return web.json_response(await asyncio.to_thread(folders.indexed_filenames, folder))
 
 
 async def get_system_stats(request: web.Request) -> web.Response:

@@ -80,8 +80,9 @@ async def test_models_embeddings_listing(client, settings):
     assert await (await client.get("/embeddings")).json() == ["style"]
     experiment = await (await client.get("/experiment/models")).json()
     assert {"name": "checkpoints", "folders": [str(models / "checkpoints")]} in experiment
-    assert await (await client.get("/experiment/models/checkpoints")).json() == [
-        {"name": "a.safetensors", "pathIndex": 0}, {"name": "sub/b.ckpt", "pathIndex": 0}]
+    listed = await (await client.get("/experiment/models/checkpoints")).json()
+    assert [(m["name"], m["pathIndex"], m["size"]) for m in listed] == [("a.safetensors", 0, 1), ("sub/b.ckpt", 0, 1)]
+    assert all(m["modified"] > 0 and m["created"] > 0 for m in listed)
 
 
 async def test_extra_model_paths_yaml(aiohttp_client, tmp_path):
