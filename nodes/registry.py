@@ -20,6 +20,7 @@ BUILTIN_MODULES = (
     "nodes.text_encode",
     "nodes.vae",
     "nodes.sampling",
+    "nodes.custom_sampling",
     "nodes.latent",
     "nodes.conditioning",
     "nodes.mask",

@@ -1,6 +1,8 @@
-"""KSampler end to end: noise from the seed, sigmas, conditioning, guidance, the sampler, progress and previews
-(what ComfyUI's common_ksampler does), for a DiffusionModel and LATENT / CONDITIONING values."""
+"""Sampling end to end, as ComfyUI's KSampler / SamplerCustom do it: noise from the seed, sigmas, conditioning,
+guidance, the sampler, progress and previews, for a DiffusionModel and LATENT / CONDITIONING values."""
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -10,47 +12,74 @@ from .guidance import CFGDenoiser, add_opposite_areas, prepare
 from .preview import latent_to_image
 
 
-def _match_channels(model, latent: torch.Tensor) -> torch.Tensor:
-    """An all-zero latent with the wrong channel count (from another model family) is resized to fit."""
-    channels = 4
+@dataclasses.dataclass
+class Guider:
+    """GUIDER values: what to denoise with. `negative` None means no unconditional pass (BasicGuider)."""
+    model: object
+    positive: list
+    negative: list | None = None
+    cfg: float = 1.0
+
+
+@dataclasses.dataclass
+class Noise:
+    """NOISE values: a seed, or no noise at all (DisableNoise)."""
+    seed: int = 0
+    enabled: bool = True
+
+    def generate(self, latent: dict, latent_image: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout)
+        return noise_mod.prepare_noise(latent_image, self.seed, latent.get("batch_index"))
+
+
+@dataclasses.dataclass
+class Sampler:
+    """SAMPLER values: a sampler name and its options (eta, s_noise, ...)."""
+    name: str
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+def match_channels(latent: torch.Tensor, channels: int = 4) -> torch.Tensor:
+    """An all-zero latent with another channel count (made for another model family) is resized to fit."""
     if latent.shape[1] != channels and torch.count_nonzero(latent) == 0:
         return torch.zeros((latent.shape[0], channels) + tuple(latent.shape[2:]), dtype=latent.dtype)
     return latent
 
 
-def ksample(model, latent: dict, *, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
-            positive: list, negative: list, denoise: float = 1.0, disable_noise: bool = False,
-            start_step: int | None = None, last_step: int | None = None, force_full_denoise: bool = False) -> dict:
-    latent_image = _match_channels(model, latent["samples"])
-    if disable_noise:
-        noise = torch.zeros(latent_image.size(), dtype=latent_image.dtype, layout=latent_image.layout)
-    else:
-        noise = noise_mod.prepare_noise(latent_image, seed, latent.get("batch_index"))
-    sigmas = schedules.sigmas_for(model.model_sampling, scheduler, steps, denoise, sampler_name)
-    sigmas = schedules.trim_sigmas(sigmas, start_step, last_step, force_full_denoise)
-    out = dict(latent)
-    if sigmas is None or sigmas.shape[-1] == 0:
-        out["samples"] = latent_image
-        return out
+def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict, noise: Noise) \
+        -> tuple[dict, dict]:
+    """(output LATENT, denoised-x0 LATENT) for sampling `latent` down `sigmas`."""
+    model = guider.model
+    latent_image = match_channels(latent["samples"])
+    out = dict(latent, samples=latent_image)
+    if sigmas.shape[-1] <= 1:  # nothing to run: the latent passes through
+        return out, out
+    initial_noise = noise.generate(latent, latent_image)
     device = model.manager.device if model.manager else torch.device("cpu")
-    noise, latent_image, sigmas = noise.to(device), latent_image.to(device), sigmas.to(device)
+    initial_noise, latent_image, sigmas = initial_noise.to(device), latent_image.to(device), sigmas.to(device)
     if torch.count_nonzero(latent_image) > 0:  # an empty latent stays zero (ComfyUI skips the shift too)
         latent_image = model.process_latent_in(latent_image)
     mask = latent.get("noise_mask")
     if mask is not None:
-        mask = ksampler.reshape_mask(mask, noise.shape).to(device)
+        mask = ksampler.reshape_mask(mask, initial_noise.shape).to(device)
 
     def conds(values, kind):
-        return prepare(values, model, noise, latent_image=latent_image, denoise_mask=mask, prompt_type=kind)
+        if values is None:
+            return None
+        return prepare(values, model, initial_noise, latent_image=latent_image, denoise_mask=mask, prompt_type=kind)
 
-    pos, neg = conds(positive, "positive"), conds(negative, "negative")
-    add_opposite_areas(pos, neg)
-    add_opposite_areas(neg, pos)
-    denoiser = CFGDenoiser(model, pos, neg, cfg)
+    positive, negative = conds(guider.positive, "positive"), conds(guider.negative, "negative")
+    if negative is not None:
+        add_opposite_areas(positive, negative)
+        add_opposite_areas(negative, positive)
+    denoiser = CFGDenoiser(model, positive, negative, guider.cfg)
     total = len(sigmas) - 1
     ctx = context.current()
+    last = {}
 
     def on_step(info):
+        last["x0"] = info["denoised"]
         if ctx is None:
             return
         ctx.check_interrupted()
@@ -59,7 +88,21 @@ def ksample(model, latent: dict, *, seed: int, steps: int, cfg: float, sampler_n
             preview = ("JPEG", latent_to_image(info["denoised"], model.family), 512)
         ctx.progress(info["i"] + 1, total, preview)
 
-    samples = ksampler.sample(sampler_name, denoiser, noise, latent_image, sigmas, seed=seed, denoise_mask=mask,
-                              callback=on_step)
+    samples = ksampler.sample(sampler.name, denoiser, initial_noise, latent_image, sigmas, seed=noise.seed,
+                              denoise_mask=mask, callback=on_step, options=sampler.options)
     out["samples"] = model.process_latent_out(samples.to(torch.float32)).cpu()
+    denoised = dict(out, samples=model.process_latent_out(last["x0"].float()).cpu()) if "x0" in last else out
+    return out, denoised
+
+
+def ksample(model, latent: dict, *, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
+            positive: list, negative: list, denoise: float = 1.0, disable_noise: bool = False,
+            start_step: int | None = None, last_step: int | None = None, force_full_denoise: bool = False) -> dict:
+    """KSampler / KSamplerAdvanced."""
+    sigmas = schedules.sigmas_for(model.model_sampling, scheduler, steps, denoise, sampler_name)
+    sigmas = schedules.trim_sigmas(sigmas, start_step, last_step, force_full_denoise)
+    if sigmas is None:
+        sigmas = torch.zeros(0)
+    out, _ = sample(Guider(model, positive, negative, cfg), Sampler(sampler_name), sigmas, latent,
+                    Noise(seed, enabled=not disable_noise))
     return out
