@@ -29,7 +29,11 @@ def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
         text = TextEncoder({te.name: te.model for te in loaded.clip}, spec.family,
                            embedding_roots=folders.active().paths("embeddings"), manager=manager) \
             if loaded.clip else None
-        autoencoder = VAE(loaded.vae.to(manager.vae_dtype()), manager=manager, name=name) if loaded.vae else None
+        autoencoder = None
+        if loaded.vae is not None:
+            if loaded.vae.dtype != manager.vae_dtype():
+                loaded.vae.to(manager.vae_dtype())
+            autoencoder = VAE(loaded.vae, manager=manager, name=name)
         return model, text, autoencoder
 
     model, text, autoencoder = manager.cached("checkpoint", path, build)
