@@ -1,0 +1,249 @@
+"""Benchmark: comfyd end to end against a plain diffusers pipeline on the same single-file checkpoint and device.
+
+Not a test. Each side runs in its own subprocess (so peak memory is its own), on the same weights, steps, size and
+sampler (Euler, ComfyUI's "normal" schedule vs diffusers' EulerDiscreteScheduler), and the report prints ratios:
+
+    python bench/sampling.py                                  # CPU, a tiny generated SD1.5 checkpoint
+    python bench/sampling.py --checkpoint /models/sd15.safetensors --size 512 --steps 20   # a real file (CUDA if present)
+
+Reported per side: seconds per sampling step (UNet time / steps, CFG batch included), end-to-end seconds per
+prompt, model compute per prompt (UNet + VAE + text encoder), the overhead outside model compute, and peak memory
+(CUDA: max allocated; CPU: peak RSS).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+POSITIVE, NEGATIVE = "a photo of a cat", "blurry"
+
+
+class Timer:
+    """Accumulates wall time spent inside wrapped module forwards (synchronising CUDA for honest numbers)."""
+
+    def __init__(self, torch, device):
+        self.torch, self.device, self.seconds, self.calls = torch, device, 0.0, 0
+
+    def wrap(self, module):
+        forward = module.forward
+
+        def timed(*args, **kwargs):
+            self.sync()
+            start = time.perf_counter()
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                self.sync()
+                self.seconds += time.perf_counter() - start
+                self.calls += 1
+
+        module.forward = timed
+
+    def sync(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+
+def peak_memory(torch, device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def workflow(ckpt: str, seed: int, args) -> dict:
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": args.size, "height": args.size, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": POSITIVE, "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": NEGATIVE, "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": seed, "steps": args.steps, "cfg": 7.0, "sampler_name": "euler",
+                                                   "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+                                                   "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
+    }
+
+
+async def run_comfyd(args) -> dict:
+    import aiohttp
+    import torch
+    from aiohttp import web
+
+    from engine import Settings
+    from engine.models import diffusion, clip as clip_mod, vae as vae_mod
+    from server.app import create_app
+
+    base = Path(tempfile.mkdtemp(prefix="comfyd-bench-"))
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    os.symlink(args.checkpoint, base / "models" / "checkpoints" / "bench.safetensors")
+    settings = Settings(base_directory=base, cpu=args.cpu, disable_custom_nodes=True)
+    app = create_app(settings)
+    engine = app[__import__("server.keys", fromlist=["ENGINE"]).ENGINE]
+    device = engine.device
+    timers = {"unet": Timer(torch, device), "vae": Timer(torch, device), "text": Timer(torch, device)}
+    wrapped: set[int] = set()
+
+    # Time every network the first time it is seen (the loader builds them inside the first prompt).
+    original_apply = diffusion.DiffusionModel.apply_model
+    def apply_model(self, *a, **k):
+        if id(self.unet) not in wrapped:
+            wrapped.add(id(self.unet))
+            timers["unet"].wrap(self.unet)
+        return original_apply(self, *a, **k)
+    diffusion.DiffusionModel.apply_model = apply_model
+    original_decode = vae_mod.VAE.decode
+    def decode(self, *a, **k):
+        if id(self.autoencoder) not in wrapped:
+            wrapped.add(id(self.autoencoder))
+            timers["vae"].wrap(self.autoencoder)
+        return original_decode(self, *a, **k)
+    vae_mod.VAE.decode = decode
+    original_encode = clip_mod.TextEncoder.encode_from_tokens
+    def encode(self, *a, **k):
+        for model in self.models.values():
+            if id(model) not in wrapped:
+                wrapped.add(id(model))
+                timers["text"].wrap(model)
+        return original_encode(self, *a, **k)
+    clip_mod.TextEncoder.encode_from_tokens = encode
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    times = []
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+        ws = await session.ws_connect("/ws?clientId=bench")
+        await ws.receive()
+        for i in range(args.prompts + 1):  # the first prompt loads the model: a warm-up, not timed
+            if i == 1:
+                for t in timers.values():
+                    t.seconds, t.calls = 0.0, 0
+            start = time.perf_counter()
+            resp = await session.post("/prompt", json={"prompt": workflow("bench.safetensors", 1000 + i, args),
+                                                       "client_id": "bench"})
+            prompt_id = (await resp.json())["prompt_id"]
+            while True:
+                msg = json.loads((await ws.receive()).data)
+                if msg["type"] == "execution_error":
+                    raise RuntimeError(msg["data"]["exception_message"])
+                if msg["type"] == "executing" and msg["data"]["node"] is None and msg["data"]["prompt_id"] == prompt_id:
+                    break
+            if i > 0:
+                times.append(time.perf_counter() - start)
+        await ws.close()
+    await runner.cleanup()
+    shutil.rmtree(base, ignore_errors=True)
+    return summary(times, timers, args, peak_memory(torch, device), str(device))
+
+
+def run_diffusers(args) -> dict:
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    from engine import devices
+    from engine.models.load import load_checkpoint
+    from engine.text import SD1_CLIP_L, HFClipEncoder, encode_prompt
+
+    device = devices.select_device(args.cpu)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    loaded = load_checkpoint(args.checkpoint, device, dtype)
+    text_model = loaded.clip[0].model
+    timers = {"unet": Timer(torch, device), "vae": Timer(torch, device), "text": Timer(torch, device)}
+    timers["unet"].wrap(loaded.unet)
+    timers["vae"].wrap(loaded.vae)
+    timers["text"].wrap(text_model)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       timestep_spacing="linspace")
+    pipe = StableDiffusionPipeline(vae=loaded.vae, text_encoder=text_model, tokenizer=None, unet=loaded.unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.vae.config.scaling_factor = loaded.latent_scale_factor
+    times = []
+    for i in range(args.prompts + 1):
+        if i == 1:
+            for t in timers.values():
+                t.seconds, t.calls = 0.0, 0
+        start = time.perf_counter()
+        encoder = HFClipEncoder(text_model, SD1_CLIP_L)  # the same embeddings comfyd uses, no tokenizer needed
+        positive = encode_prompt(POSITIVE, encoder, SD1_CLIP_L).cond.to(device, dtype)
+        negative = encode_prompt(NEGATIVE, encoder, SD1_CLIP_L).cond.to(device, dtype)
+        generator = torch.Generator("cpu").manual_seed(1000 + i)
+        pipe(prompt_embeds=positive, negative_prompt_embeds=negative, num_inference_steps=args.steps,
+             guidance_scale=7.0, height=args.size, width=args.size, generator=generator, output_type="np")
+        timers["unet"].sync()
+        if i > 0:
+            times.append(time.perf_counter() - start)
+    return summary(times, timers, args, peak_memory(torch, device), str(device))
+
+
+def summary(times, timers, args, peak, device) -> dict:
+    per_prompt = sum(times) / len(times)
+    compute = sum(t.seconds for t in timers.values()) / len(times)
+    return {"device": device, "per_prompt_s": per_prompt, "step_s": timers["unet"].seconds / len(times) / args.steps,
+            "compute_s": compute, "overhead_s": per_prompt - compute, "peak_bytes": peak}
+
+
+def make_tiny_checkpoint() -> str:
+    from tests.fixtures.checkpoints import write_sd15
+
+    path = Path(tempfile.gettempdir()) / "comfyd-bench-tiny-sd15.safetensors"
+    if not path.exists():
+        write_sd15(path, seed=0)
+    return str(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="an SD1.x single-file checkpoint (default: a tiny generated one)")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--prompts", type=int, default=5)
+    p.add_argument("--cpu", action="store_true")
+    p.add_argument("--phase", choices=["comfyd", "diffusers"], help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.phase:
+        result = asyncio.run(run_comfyd(args)) if args.phase == "comfyd" else run_diffusers(args)
+        print(json.dumps(result))
+        return
+    args.checkpoint = os.path.abspath(args.checkpoint or make_tiny_checkpoint())
+    results = {}
+    for phase in ("diffusers", "comfyd"):
+        command = [sys.executable, __file__, "--phase", phase, "--checkpoint", args.checkpoint, "--steps",
+                   str(args.steps), "--size", str(args.size), "--prompts", str(args.prompts)] + (["--cpu"] if args.cpu else [])
+        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if out.returncode != 0:
+            sys.exit(f"{phase} run failed:\n{out.stderr}")
+        results[phase] = json.loads(out.stdout.strip().splitlines()[-1])
+    base, ours = results["diffusers"], results["comfyd"]
+    print(f"checkpoint {args.checkpoint}  device {ours['device']}  {args.size}x{args.size}, {args.steps} steps, "
+          f"{args.prompts} prompts (after one warm-up)")
+    print(f"{'':24}{'diffusers':>14}{'comfyd':>14}{'comfyd/diffusers':>18}")
+    rows = [("seconds per step", "step_s", "{:.4f}"), ("seconds per prompt", "per_prompt_s", "{:.4f}"),
+            ("model compute / prompt", "compute_s", "{:.4f}"), ("overhead / prompt (s)", "overhead_s", "{:.4f}"),
+            ("peak memory (MiB)", "peak_bytes", "{:.0f}")]
+    for label, key, fmt in rows:
+        scale = 1 / 2**20 if key == "peak_bytes" else 1
+        a, b = base[key] * scale, ours[key] * scale
+        ratio = f"{b / a:.2f}" if a else "-"
+        print(f"{label:24}{fmt.format(a):>14}{fmt.format(b):>14}{ratio:>18}")
+    print(f"comfyd overhead outside model compute: {ours['overhead_s'] * 1000:.1f} ms per prompt (goal < 20 ms)")
+
+
+if __name__ == "__main__":
+    main()
