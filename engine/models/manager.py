@@ -70,6 +70,11 @@ class ModelManager:
                 self._files.popitem(last=False)
         return value
 
+    def loaded_files(self) -> list[str]:
+        """Paths of the model files held in memory now."""
+        with self._lock:
+            return [key[1] for key in self._files]
+
     def unload_all(self) -> None:
         with self._lock:
             self._files.clear()

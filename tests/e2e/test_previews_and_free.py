@@ -1,0 +1,47 @@
+"""Sampling previews on the websocket, and /free releasing loaded models."""
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+
+import pytest
+from PIL import Image
+
+from engine import Settings
+from server.keys import ENGINE
+from tests.conftest import of_type, run_prompt, wait_history
+from tests.e2e.test_txt2img import checkpoint, default_workflow  # noqa: F401 (fixture)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(base_directory=tmp_path, cpu=True, preview_method="latent2rgb")
+
+
+async def test_latent_previews_are_sent_each_step(client, checkpoint):
+    _, messages = await run_prompt(client, default_workflow(checkpoint, steps=3))
+    frames = [m for m in messages if isinstance(m, bytes)]
+    assert len(frames) == 3
+    for frame in frames:
+        event, image_format = struct.unpack(">II", frame[:8])
+        assert (event, image_format) == (1, 1)  # preview image, JPEG
+        preview = Image.open(io.BytesIO(frame[8:]))
+        assert preview.format == "JPEG" and preview.size == (8, 8)  # one RGB pixel per latent pixel
+    progress = [m for m in messages if isinstance(m, dict) and m["type"] == "progress"]
+    assert len(progress) == 3
+
+
+async def test_free_unloads_models_and_the_next_prompt_reloads(client, checkpoint):
+    prompt_id, _ = await run_prompt(client, default_workflow(checkpoint, prefix="a"))
+    manager = client.app[ENGINE].model_manager()
+    assert [p.endswith("tiny-sd15.safetensors") for p in manager.loaded_files()] == [True]
+    assert (await client.post("/free", json={"unload_models": True})).status == 200
+    for _ in range(100):
+        if not manager.loaded_files():
+            break
+        await asyncio.sleep(0.05)
+    assert manager.loaded_files() == []
+    prompt_id, messages = await run_prompt(client, default_workflow(checkpoint, prefix="b"))
+    assert of_type(messages, "execution_cached")[0]["nodes"] == []  # outputs were dropped too
+    assert (await wait_history(client, prompt_id))["status"]["status_str"] == "success"
