@@ -20,8 +20,9 @@ from engine import context, folders
 
 from engine.resize import common_upscale
 
+from . import MAX_RESOLUTION
+
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
-MAX_RESOLUTION = 16384
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

@@ -9,7 +9,10 @@ import sys
 import traceback
 from pathlib import Path
 
+import nodes
 from engine import nodespec
+
+from . import compat
 
 log = logging.getLogger("comfyd.nodes")
 
@@ -113,6 +116,9 @@ class NodeRegistry:
         loaded = []
         if not directory.is_dir():
             return loaded
+        compat.install()
+        nodes.NODE_CLASS_MAPPINGS = self.classes
+        nodes.NODE_DISPLAY_NAME_MAPPINGS = self.display_names
         for entry in sorted(directory.iterdir()):
             if entry.name.startswith((".", "__")) or entry.name.endswith(".disabled"):
                 continue

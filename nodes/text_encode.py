@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from engine.models.clip import pad_token_lists
 
-MAX_RESOLUTION = 16384
+from . import MAX_RESOLUTION
 
 
 class CLIPTextEncode:

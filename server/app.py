@@ -10,6 +10,7 @@ from engine import Engine, Settings
 from nodes.registry import NodeRegistry
 
 from . import middleware, routes, static
+from .compat import PromptServer
 from .handlers.info import server_features
 from .keys import ENGINE, HUB, SETTINGS, USERS
 from .userdata import UserStore
@@ -30,6 +31,7 @@ def build_registry(settings: Settings) -> NodeRegistry:
 
 def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: list[str] | None = None) -> web.Application:
     hub = EventHub(settings.ws_send_queue, server_features(settings))
+    prompt_server = PromptServer(hub)  # before custom nodes load: they register routes on it at import
     engine = Engine(settings, registry or build_registry(settings), hub, argv=argv)
 
     middlewares = [middleware.errors_as_json]
@@ -44,6 +46,7 @@ def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: l
     app[USERS] = UserStore(engine.folders.user, multi_user=settings.multi_user)
 
     routes.add_routes(app, hub.handle)
+    prompt_server.add_routes_to(app)
     static.add_static_routes(app, engine.registry)
     app.cleanup_ctx.append(_engine_lifetime)
     return app

@@ -187,3 +187,62 @@ async def test_root_i18n_and_templates(client):
     assert "text/html" in root.headers["Content-Type"]
     assert await (await client.get("/api/i18n")).json() == {}
     assert await (await client.get("/api/workflow_templates")).json() == {}
+
+
+COMPAT_PACKAGE = '''
+import folder_paths
+import comfy.utils
+import comfy.model_management
+import comfy.samplers
+import nodes
+from server import PromptServer
+from aiohttp import web
+
+
+@PromptServer.instance.routes.get("/compat/hello")
+async def hello(request):
+    return web.json_response({"hello": folder_paths.get_filename_list("checkpoints")})
+
+
+class CompatNode:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"ckpt": (folder_paths.get_filename_list("checkpoints"),),
+                             "sampler": (comfy.samplers.KSampler.SAMPLERS,),
+                             "size": ("INT", {"default": 64, "max": nodes.MAX_RESOLUTION})}}
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "run"
+    CATEGORY = "compat"
+
+    def run(self, ckpt, sampler, size):
+        bar = comfy.utils.ProgressBar(2)
+        bar.update(1)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        bar.update(1)
+        PromptServer.instance.send_sync("compat.event", {"ckpt": ckpt})
+        path = folder_paths.get_full_path_or_raise("checkpoints", ckpt)
+        return {"ui": {"text": [path.endswith(ckpt), "KSampler" in nodes.NODE_CLASS_MAPPINGS,
+                                folder_paths.get_output_directory() != ""]}}
+
+NODE_CLASS_MAPPINGS = {"CompatNode": CompatNode}
+'''
+
+
+async def test_custom_nodes_written_for_comfyui_import_its_modules(aiohttp_client, tmp_path):
+    from tests.conftest import of_type, run_prompt
+
+    (tmp_path / "custom_nodes" / "compat_pack").mkdir(parents=True)
+    (tmp_path / "custom_nodes" / "compat_pack" / "__init__.py").write_text(COMPAT_PACKAGE)
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "models" / "checkpoints" / "m.safetensors").write_bytes(b"x")
+    settings = Settings(base_directory=tmp_path)
+    client = await aiohttp_client(create_app(settings))
+    registry = client.app[__import__("server.keys", fromlist=["ENGINE"]).ENGINE].registry
+    assert [p.error for p in registry.packages] == [None]
+    assert await (await client.get("/api/compat/hello")).json() == {"hello": ["m.safetensors"]}
+    prompt = {"1": {"class_type": "CompatNode", "inputs": {"ckpt": "m.safetensors", "sampler": "euler", "size": 64}}}
+    prompt_id, messages = await run_prompt(client, prompt)
+    assert of_type(messages, "compat.event") == [{"ckpt": "m.safetensors"}]
+    assert [p["value"] for p in of_type(messages, "progress")] == [1, 2]
+    assert of_type(messages, "executed")[0]["output"] == {"text": [True, True, True]}

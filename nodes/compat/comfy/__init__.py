@@ -1,0 +1,1 @@
+"""The `comfy` package names custom nodes import (see nodes.compat)."""

@@ -1,0 +1,34 @@
+"""`server.PromptServer` for nodes written for ComfyUI: `PromptServer.instance.send_sync(...)` to message clients,
+`PromptServer.instance.routes` to add HTTP routes (served bare and under /api, as ComfyUI does)."""
+from __future__ import annotations
+
+from aiohttp import web
+
+
+class PromptServer:
+    instance: "PromptServer | None" = None
+
+    def __init__(self, hub):
+        self.hub = hub
+        self.routes = web.RouteTableDef()
+        self.client_id: str | None = None
+        self.supports = ["custom_nodes_from_web"]
+        PromptServer.instance = self
+
+    def send_sync(self, event: str, data, sid: str | None = None) -> None:
+        if isinstance(data, (bytes, bytearray)):
+            self.hub.send_bytes(int(event) if str(event).isdigit() else 1, bytes(data), sid)
+        else:
+            self.hub.send(event, data, sid)
+
+    async def send_json(self, event: str, data, sid: str | None = None) -> None:
+        self.hub.send(event, data, sid)
+
+    async def send(self, event: str, data, sid: str | None = None) -> None:
+        self.send_sync(event, data, sid)
+
+    def add_routes_to(self, app: web.Application) -> None:
+        for route in self.routes:
+            if isinstance(route, web.RouteDef):
+                app.router.add_route(route.method, route.path, route.handler, **route.kwargs)
+                app.router.add_route(route.method, "/api" + route.path, route.handler, **route.kwargs)
