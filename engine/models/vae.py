@@ -30,27 +30,26 @@ class VAE:
         parameter = next(self.autoencoder.parameters())
         return parameter.device, parameter.dtype
 
+    def _batched(self, tensor: torch.Tensor, batch: int, fn) -> torch.Tensor:
+        """`fn` over slices of `batch` items on the VAE's device and dtype; float32 CPU results, concatenated."""
+        device, dtype = self._device_dtype
+        with self._running():
+            return torch.cat([fn(tensor[i:i + batch].to(device, dtype)).float().cpu()
+                              for i in range(0, tensor.shape[0], batch)])
+
     @torch.no_grad()
     def decode(self, latent: torch.Tensor, batch: int = 1) -> torch.Tensor:
-        device, dtype = self._device_dtype
-        out = []
-        with self._running():
-            for start in range(0, latent.shape[0], batch):
-                part = latent[start:start + batch].to(device, dtype)
-                image = self.autoencoder.decode(part, return_dict=False)[0].float()
-                out.append(torch.clamp((image + 1.0) / 2.0, 0.0, 1.0).cpu())
-        return torch.cat(out).movedim(1, -1)
+        def run(part):
+            image = self.autoencoder.decode(part, return_dict=False)[0].float()
+            return torch.clamp((image + 1.0) / 2.0, 0.0, 1.0)
+
+        return self._batched(latent, batch, run).movedim(1, -1)
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor, batch: int = 1) -> torch.Tensor:
-        device, dtype = self._device_dtype
-        out = []
-        with self._running():
-            for start in range(0, pixels.shape[0], batch):
-                part = pixels[start:start + batch, :, :, :3].movedim(-1, 1).to(device, dtype) * 2.0 - 1.0
-                # The distribution's mode (mean), as ComfyUI encodes: deterministic latents.
-                out.append(self.autoencoder.encode(part, return_dict=False)[0].mode().float().cpu())
-        return torch.cat(out)
+        # The distribution's mode (mean), as ComfyUI encodes: deterministic latents.
+        images = pixels[..., :3].movedim(-1, 1) * 2.0 - 1.0
+        return self._batched(images, batch, lambda part: self.autoencoder.encode(part, return_dict=False)[0].mode())
 
     @torch.no_grad()
     def decode_tiled(self, latent: torch.Tensor, tile: int = 64, overlap: int = 16) -> torch.Tensor:
