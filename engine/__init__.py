@@ -9,19 +9,20 @@ import logging
 import sys
 import threading
 import uuid
+from typing import Callable
 
 from . import devices
-from .events import EventSink, NullSink
+from .events import EventSink, NullSink, timestamp_ms
 from .executor import Executor
 from .folders import Folders
 from .history import History
 from .queue import PromptQueue, QueueFull
 from .settings import Settings
-from .types import QueueItem
+from .types import ExecutionResult, HistoryRecord, QueueItem
 from .validation import ValidationResult, validate_prompt
 from .worker import Worker
 
-__all__ = ["Engine", "Settings", "QueueFull", "QueueItem", "ValidationResult"]
+__all__ = ["Engine", "Settings", "QueueFull", "QueueItem", "HistoryRecord", "ValidationResult"]
 
 # The ComfyUI release whose API comfyd reproduces (reported by /system_stats as `comfyui_version`).
 COMFYUI_API_VERSION = "0.3.64"
@@ -40,11 +41,15 @@ class Engine:
         self.folders.create_dirs()
         self.folders.activate()
         self.history = History(settings.history_size)
-        self.queue = PromptQueue(on_change=self.sink.queue_changed, max_size=settings.max_queue_size)
+        self.queue = PromptQueue(on_change=self.sink.queue_changed, max_size=settings.max_queue_size,
+                                 on_removed=self._dropped)
         self.executor = Executor(registry, self.sink, preview_method=settings.preview_method,
                                  models=self.model_manager)
         self._interrupt = threading.Event()
-        self.worker = Worker(self.queue, self.executor, self.history, self.sink, self._interrupt, self._apply_flags)
+        self._watch_lock = threading.Lock()
+        self._watchers: dict[str, list[Callable[[HistoryRecord], None]]] = {}
+        self.worker = Worker(self.queue, self.executor, self.history, self.sink, self._interrupt, self._apply_flags,
+                             self._finished)
         self._device = None
         self._models = None
 
@@ -96,6 +101,51 @@ class Engine:
         self._interrupt.set()
         return True
 
+    def cancel(self, prompt_id: str) -> bool:
+        """Cancel a prompt wherever it is: dequeue it if pending, interrupt it if running. False: neither."""
+        # Dequeue first: a prompt that starts in between is then still caught by the interrupt.
+        return self.queue.delete(prompt_id) or self.interrupt(prompt_id)
+
+    # -- completion ----------------------------------------------------------------------------------------
+
+    def watch(self, prompt_id: str, callback: Callable[[HistoryRecord], None]) -> Callable[[], None]:
+        """Call `callback(record)` once when `prompt_id` leaves the queue for good (finished, failed, interrupted
+        or deleted), at once if it already has. It runs on the thread that ends the prompt: it must not block.
+        Returns a function that cancels the watch."""
+        with self._watch_lock:
+            record = self.history.find(prompt_id)
+            if record is None:
+                self._watchers.setdefault(prompt_id, []).append(callback)
+        if record is not None:
+            callback(record)
+
+        def unwatch() -> None:
+            with self._watch_lock:
+                callbacks = self._watchers.get(prompt_id, [])
+                if callback in callbacks:
+                    callbacks.remove(callback)
+                if not callbacks:
+                    self._watchers.pop(prompt_id, None)
+
+        return unwatch
+
+    def _finished(self, record: HistoryRecord) -> None:
+        with self._watch_lock:
+            callbacks = self._watchers.pop(record.item.prompt_id, [])
+        for callback in callbacks:
+            try:
+                callback(record)
+            except Exception:  # one faulty watcher must not stop the worker or the others
+                log.exception("a completion watcher of prompt %s failed", record.item.prompt_id)
+
+    def _dropped(self, items: list[QueueItem]) -> None:
+        """Pending prompts deleted from the queue end as interrupted before their first node, kept out of /history."""
+        for item in items:
+            interrupted = {"prompt_id": item.prompt_id, "node_id": None, "node_type": None, "executed": [],
+                           "timestamp": timestamp_ms()}
+            result = ExecutionResult("error", False, [("execution_interrupted", interrupted)], {}, {})
+            self._finished(self.history.record(item, result, listed=False))
+
     def free(self, unload_models: bool = False, free_memory: bool = False) -> None:
         """Ask the worker to drop models/caches between prompts."""
         if unload_models:
@@ -105,10 +155,14 @@ class Engine:
 
     def _apply_flags(self, flags: dict) -> None:
         if flags.get("unload_models") or flags.get("free_memory"):
-            self.executor.reset()
-            if self._models is not None:
-                self._models.unload_all()
-            gc.collect()
+            self.unload_models()
+
+    def unload_models(self) -> None:
+        """Drop cached outputs and loaded models (call between prompts: the worker does, for /free)."""
+        self.executor.reset()
+        if self._models is not None:
+            self._models.unload_all()
+        gc.collect()
 
     # -- information ---------------------------------------------------------------------------------------
 
