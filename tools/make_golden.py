@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Regenerate the parity golden images by running tests/golden/cases.py on a ComfyUI-compatible server.
+
+The server (upstream ComfyUI, or comfyd itself for a comparison run) must already be running with the
+checkpoint of cases.CHECKPOINT in its models/checkpoints/, written by
+    python shared/tools/make_checkpoint.py <models>/checkpoints/tiny-sd15.safetensors --seed 0 --profile tiny
+This script only talks HTTP: it uploads the input image, queues each case, waits on /history and downloads the
+saved images with /view into OUT as <case>_<i>.png, plus manifest.json (sizes, sha256, server versions).
+
+    python tools/make_golden.py --url http://127.0.0.1:8188 --out tests/golden/sd15 [--case NAME ...]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.golden import cases  # noqa: E402  (after the path fix: this file runs as a script)
+
+
+def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 60.0) -> bytes:
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.read()
+
+
+def get_json(base: str, path: str):
+    return json.loads(request(base + path))
+
+
+def post_json(base: str, path: str, body: dict):
+    return json.loads(request(base + path, json.dumps(body).encode(), {"Content-Type": "application/json"}))
+
+
+def upload_image(base: str, path: Path) -> dict:
+    """POST /upload/image as multipart form data, overwriting any file of the same name."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\ntrue\r\n'.encode(),
+        (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{path.name}"\r\n'
+         'Content-Type: image/png\r\n\r\n').encode() + path.read_bytes() + b"\r\n",
+        f"--{boundary}--\r\n".encode(),
+    ]
+    body = b"".join(parts)
+    return json.loads(request(base + "/upload/image", body,
+                              {"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+
+
+def wait_for(base: str, prompt_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        history = get_json(base, f"/history/{prompt_id}")
+        if prompt_id in history:
+            return history[prompt_id]
+        time.sleep(0.2)
+    raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s")
+
+
+def run_case(base: str, name: str, timeout: float) -> list[bytes]:
+    """Queue one case and return the PNG bytes of its SaveImage outputs, in order."""
+    queued = post_json(base, "/prompt", {"prompt": cases.CASES[name](), "client_id": "make_golden"})
+    entry = wait_for(base, queued["prompt_id"], timeout)
+    status = entry.get("status", {})
+    if status.get("status_str") != "success":
+        errors = [m for m in status.get("messages", []) if m[0] == "execution_error"]
+        raise RuntimeError(f"case {name} failed: {errors or status}")
+    images = entry["outputs"][cases.OUTPUT_NODE]["images"]
+    return [request(base + "/view?" + urllib.parse.urlencode(
+        {"filename": i["filename"], "subfolder": i["subfolder"], "type": i["type"]})) for i in images]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk."""
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8188")
+    parser.add_argument("--out", type=Path, default=cases.GOLDEN_DIR)
+    parser.add_argument("--case", action="append", choices=sorted(cases.CASES), help="only these (repeatable)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one case")
+    args = parser.parse_args(argv)
+    base = args.url.rstrip("/")
+
+    stats = get_json(base, "/system_stats")["system"]
+    upload_image(base, cases.INPUT_IMAGE)
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest_path = args.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest.update({
+        "server": {k: stats.get(k) for k in ("comfyui_version", "pytorch_version", "python_version", "argv")},
+        "checkpoint": {"name": cases.CHECKPOINT, "make_checkpoint_args": list(cases.CHECKPOINT_ARGS)},
+    })
+    results = manifest.setdefault("cases", {})
+    for name in args.case or cases.CASES:
+        started = time.monotonic()
+        files = []
+        for i, png in enumerate(run_case(base, name, args.timeout)):
+            path = args.out / f"{name}_{i}.png"
+            path.write_bytes(png)
+            width, height = png_size(png)
+            files.append({"file": path.name, "width": width, "height": height,
+                          "sha256": hashlib.sha256(png).hexdigest()})
+        results[name] = files
+        print(f"{name}: {len(files)} image(s) in {time.monotonic() - started:.1f}s", flush=True)
+    manifest["cases"] = {name: results[name] for name in cases.CASES if name in results}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
