@@ -24,6 +24,7 @@ BUILTIN_MODULES = (
     "nodes.vae",
     "nodes.sampling",
     "nodes.custom_sampling",
+    "nodes.lora",
     "nodes.latent",
     "nodes.conditioning",
     "nodes.mask",

@@ -7,9 +7,10 @@ SDXL apart by real-size context widths, which the tiny test models do not have.
 """
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from diffusers.loaders.single_file_utils import (
+    DIFFUSERS_TO_LDM_MAPPING,
     convert_ldm_unet_checkpoint,
     convert_ldm_vae_checkpoint,
     convert_open_clip_checkpoint,
@@ -152,3 +153,57 @@ def text_state_dict(spec: TextEncoderSpec, tensors: Mapping, model) -> dict:
     if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
         state = {k.removeprefix("text_model."): v for k, v in state.items()}
     return state
+
+
+# Parameters of an LDM ResBlock, under the names diffusers' converter renames (norm1, conv1, time_emb_proj, ...).
+_LDM_RESBLOCK_PARTS = ("in_layers.0", "in_layers.2", "emb_layers.1", "out_layers.0", "out_layers.3", "skip_connection")
+
+
+def _indices(names: set[str], prefix: str) -> list[int]:
+    return sorted({int(n[len(prefix):].split(".", 1)[0]) for n in names if n.startswith(prefix)})
+
+
+def ldm_unet_names(diffusers_names: Iterable[str]) -> dict[str, str]:
+    """{LDM UNet parameter name: diffusers name} for the parameters of a UNet2DConditionModel (no prefixes).
+
+    The LDM names of the blocks the model has are laid out (ResBlock parts by their LDM names; transformer parts
+    keep theirs, so those are taken from the model) and renamed by the same converter that loads checkpoints, run
+    on names instead of tensors. Candidates that land on no parameter of the model are dropped.
+    """
+    names = set(diffusers_names)
+    per_level = len(_indices(names, "down_blocks.0.resnets."))
+    # what follows "attentions.<i>." in any transformer (depths differ between blocks; extras are dropped below)
+    attention_parts = sorted({n.partition(".attentions.")[2].split(".", 1)[1] for n in names if ".attentions." in n})
+
+    def resblock(prefix):
+        return [f"{prefix}.{part}.{kind}" for part in _LDM_RESBLOCK_PARTS for kind in ("weight", "bias")]
+
+    def attention(prefix):
+        return [f"{prefix}.{part}" for part in attention_parts]
+
+    def conv(prefix):
+        return [f"{prefix}.weight", f"{prefix}.bias"]
+
+    ldm = list(DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"].values())
+    config = {"layers_per_block": per_level}
+    if any(n.startswith("add_embedding.") for n in names):
+        ldm += DIFFUSERS_TO_LDM_MAPPING["unet"]["addition_embed_type"].values()
+        config["addition_embed_type"] = "text_time"
+    step = per_level + 1  # LDM blocks per level: the res blocks and a down/upsampler slot
+    for level in _indices(names, "down_blocks."):
+        for j in range(per_level):
+            index = 1 + level * step + j
+            ldm += resblock(f"input_blocks.{index}.0") + attention(f"input_blocks.{index}.1")
+        if f"down_blocks.{level}.downsamplers.0.conv.weight" in names:
+            ldm += conv(f"input_blocks.{1 + level * step + per_level}.0.op")
+    ldm += resblock("middle_block.0") + attention("middle_block.1") + resblock("middle_block.2")
+    for level in _indices(names, "up_blocks."):
+        for j in range(step):
+            index = level * step + j
+            ldm += resblock(f"output_blocks.{index}.0") + attention(f"output_blocks.{index}.1")
+        if f"up_blocks.{level}.upsamplers.0.conv.weight" in names:
+            # the upsampler follows the block's transformer when it has one
+            slot = 2 if _indices(names, f"up_blocks.{level}.attentions.") else 1
+            ldm += conv(f"output_blocks.{level * step + per_level}.{slot}.conv")
+    converted = convert_ldm_unet_checkpoint({LDM_UNET_PREFIX + n: n for n in ldm}, config)
+    return {old: new for new, old in converted.items() if new in names}

@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import threading
+import weakref
 
 import torch
 
@@ -19,7 +20,7 @@ log = logging.getLogger("comfyd.models")
 
 
 class _PatchState:
-    """Per network: the patch set applied now and the original values of every tensor it changed."""
+    """Per network: the (patch, strength) pairs applied now and the original values of every tensor they changed."""
 
     def __init__(self):
         self.applied: tuple = ()
@@ -27,13 +28,17 @@ class _PatchState:
 
 
 class ModelManager:
-    def __init__(self, device: torch.device, vram_mode: str = "normal", cache_size: int = 2):
+    # How many files of each kind stay cached (LRU); kinds not listed keep DEFAULT_CACHE_SIZE.
+    CACHE_SIZES = {"lora": 16}
+    DEFAULT_CACHE_SIZE = 2
+
+    def __init__(self, device: torch.device, vram_mode: str = "normal"):
         self.device = torch.device(device)
         self.offload_device = torch.device("cpu")
         self.vram_mode = vram_mode
         self._files: collections.OrderedDict = collections.OrderedDict()
-        self._cache_size = cache_size
-        self._patch_state: dict[int, _PatchState] = {}
+        # Keyed by the network itself, weakly: a freed network's state must not be found by a later one.
+        self._patch_state: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.RLock()
 
     # -- dtype policy (ComfyUI's): half precision on CUDA, fp32 on CPU ---------------------------------------
@@ -66,8 +71,9 @@ class ModelManager:
         value = build()
         with self._lock:
             self._files[key] = value
-            while len(self._files) > self._cache_size:
-                self._files.popitem(last=False)
+            same_kind = [k for k in self._files if k[0] == kind]
+            for old in same_kind[:max(0, len(same_kind) - self.CACHE_SIZES.get(kind, self.DEFAULT_CACHE_SIZE))]:
+                del self._files[old]
         return value
 
     def loaded_files(self) -> list[str]:
@@ -102,23 +108,27 @@ class ModelManager:
                         network.to(self.offload_device)
 
     def _apply_patches(self, target: str, network: torch.nn.Module, patches) -> None:
-        state = self._patch_state.setdefault(id(network), _PatchState())
-        wanted = tuple((id(patch), float(strength)) for patch, strength in patches if strength != 0)
-        if state.applied == wanted:
+        state = self._patch_state.setdefault(network, _PatchState())
+        wanted = tuple((patch, float(strength)) for patch, strength in patches if strength != 0)
+        # Compare the patch objects themselves: an id could be reused by a new object after the old one is freed.
+        if len(wanted) == len(state.applied) and all(
+                a is b and sa == sb for (a, sa), (b, sb) in zip(wanted, state.applied)):
             return
         params = dict(network.named_parameters())
         with torch.no_grad():
             for name, original in state.backup.items():
                 params[name].copy_(original.to(params[name].device))
             state.backup.clear()
-            for patch, strength in patches:
-                if strength == 0:
-                    continue
+            # Sum every patch's change in float32 and round into the weight's dtype once, as ComfyUI does.
+            totals: dict[str, torch.Tensor] = {}
+            for patch, strength in wanted:
                 for name, delta in patch.deltas(target, params).items():
-                    param = params[name]
-                    if name not in state.backup:
-                        state.backup[name] = param.detach().to(self.offload_device, copy=True)
-                    param.add_(delta.to(param.device, torch.float32).mul(strength).to(param.dtype))
+                    change = delta.to(params[name].device, torch.float32) * strength
+                    totals[name] = totals[name] + change if name in totals else change
+            for name, change in totals.items():
+                param = params[name]
+                state.backup[name] = param.detach().to(self.offload_device, copy=True)
+                param.copy_((param.float() + change).to(param.dtype))
         state.applied = wanted
 
 

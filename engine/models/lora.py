@@ -1,0 +1,307 @@
+"""LoRA files as weight patches for the model manager.
+
+A file is read once into ``LoraEntry``s, one per adapted layer under the file's own name for it (kohya
+``lora_unet_...`` / ``lora_te1_...``, diffusers / PEFT ``unet....``, LDM ``diffusion_model....``). Which parameter
+each name means is worked out per network from its parameter names, with the names ComfyUI accepts for that kind
+of network; the UNet's LDM names come from the checkpoint converter (``convert.ldm_unet_names``).
+
+``LoraPatch.deltas`` follows the manager's patch protocol: ``{parameter name: change at strength 1}``, each
+change computed in float32 on the parameter's device only when the manager asks for it. The arithmetic is
+ComfyUI's: ``up @ down`` reshaped to the weight, scaled by ``alpha / rank`` (1 without alpha), LoCon's
+``lora_mid`` folded in between, DoRA's ``dora_scale`` re-norming the result; ``.diff`` / ``.diff_b`` are added
+as they are.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Mapping
+
+import torch
+
+from . import convert
+from .detect import CheckpointError
+from .load import open_checkpoint
+
+log = logging.getLogger("comfyd.lora")
+
+# What a file key holds, by its ending. Each up/down pair is one of the namings ComfyUI reads: kohya / LyCORIS
+# (LoCon adds lora_mid), diffusers attention processors, PEFT (also with its adapter name), diffusers,
+# transformers, Mochi. Old LyCORIS full-weight files call their differences w_norm / b_norm.
+_SUFFIXES = (
+    (".lora_up.weight", "up"), (".lora_down.weight", "down"), (".lora_mid.weight", "mid"),
+    ("_lora.up.weight", "up"), ("_lora.down.weight", "down"),
+    (".lora_B.default.weight", "up"), (".lora_A.default.weight", "down"),
+    (".lora_B.weight", "up"), (".lora_A.weight", "down"),
+    (".lora.up.weight", "up"), (".lora.down.weight", "down"),
+    (".lora_linear_layer.up.weight", "up"), (".lora_linear_layer.down.weight", "down"),
+    (".lora_B", "up"), (".lora_A", "down"),
+    (".alpha", "alpha"), (".dora_scale", "dora_scale"),
+    (".diff", "diff"), (".diff_b", "diff_b"), (".w_norm", "diff"), (".b_norm", "diff_b"),
+)
+
+# The text-encoder layers kohya and diffusers LoRAs name (attention projections and MLP of each layer).
+_TEXT_LAYER_PARTS = frozenset({"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
+                               "mlp.fc1", "mlp.fc2"})
+
+# Per text encoder: the kohya prefixes and the diffusers prefix it answers to, and its projection's names (as
+# ComfyUI maps them). BigG next to CLIP-L (SDXL base) is the second encoder; alone (the refiner) the only one.
+_TEXT_NAMES = {
+    "clip_l": (("lora_te_", "lora_te1_"), "text_encoder."),
+    "clip_h": (("lora_te_", "lora_te1_"), "text_encoder."),
+    "clip_g": (("lora_te2_",), "text_encoder_2."),
+    "clip_g_alone": (("lora_te_", "lora_prior_te_"), "text_encoder."),
+}
+_PROJECTION_NAMES = {"clip_l": ("lora_te1_text_projection",), "clip_h": (),
+                     "clip_g": ("lora_te2_text_projection", "lora_prior_te_text_projection")}
+
+_LISTED = 5  # unmatched keys named in the warning
+
+
+@dataclass(frozen=True)
+class LoraEntry:
+    """What a LoRA file holds for one layer; ``keys`` are the file's keys for it."""
+    keys: tuple[str, ...]
+    up: torch.Tensor | None = None
+    down: torch.Tensor | None = None
+    mid: torch.Tensor | None = None
+    alpha: float | None = None
+    dora_scale: torch.Tensor | None = None
+    diff: torch.Tensor | None = None
+    diff_b: torch.Tensor | None = None
+
+    def product_shape(self) -> tuple[int, int] | None:
+        """(rows, columns) of ``up @ down`` (with ``mid`` folded in), or None when the factors do not chain."""
+        if self.up is None or self.down is None or self.up.dim() < 2 or self.down.dim() < 2:
+            return None
+        rank = self.down.shape[0]
+        if self.mid is None:
+            inner, columns = rank, self.down[0].numel()
+        else:
+            if self.mid.dim() != 4 or self.mid.shape[1] != rank:
+                return None
+            inner, columns = self.mid.shape[0], self.down[0].numel() * self.mid[0, 0].numel()
+        return (self.up.shape[0], columns) if self.up[0].numel() == inner else None
+
+
+def _f32(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor.to(device=device, dtype=torch.float32)
+
+
+def low_rank_delta(entry: LoraEntry, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """``up @ down`` (LoCon: ``up @ mid @ down``) in float32, reshaped to ``shape``, times alpha / rank."""
+    down = _f32(entry.down, device)
+    rank = down.shape[0]
+    down = down.flatten(1)
+    if entry.mid is not None:  # Tucker core (rank x rank x kh x kw) between the 1x1 down and up projections
+        down = torch.einsum("abhw,bi->aihw", _f32(entry.mid, device), down).flatten(1)
+    scale = 1.0 if entry.alpha is None else entry.alpha / rank
+    return (_f32(entry.up, device).flatten(1) @ down).mul_(scale).reshape(shape)
+
+
+def dora_delta(entry: LoraEntry, weight: torch.Tensor) -> torch.Tensor:
+    """DoRA: the LoRA-updated weight scaled to the learned magnitudes, as a change to ``weight`` as it is now."""
+    w = _f32(weight.detach(), weight.device)
+    updated = w + low_rank_delta(entry, weight.shape, weight.device)
+    magnitude = _f32(entry.dora_scale, weight.device)
+    if magnitude.shape[0] == w.shape[0]:  # per output row; ComfyUI takes these norms from the weight before the update
+        norm = w.reshape(w.shape[0], -1).norm(dim=1).reshape(-1, *[1] * (w.dim() - 1))
+    else:  # per input column, of the updated weight
+        norm = updated.transpose(0, 1).reshape(w.shape[1], -1).norm(dim=1).reshape(1, -1, *[1] * (w.dim() - 2))
+    return updated.mul_(magnitude / (norm + torch.finfo(torch.float32).eps)).sub_(w)
+
+
+class LazyDeltas(Mapping):
+    """Parameter name -> delta, each computed when read, so a whole model's deltas never sit in memory at once."""
+
+    def __init__(self, plan: dict[str, Callable[[], torch.Tensor]]):
+        self._plan = plan
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._plan[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plan)
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+
+class LoraPatch:
+    """One LoRA file's layers. ``deltas(target, params)`` is the model manager's patch protocol.
+
+    ``bigg_alone``: the CLIP it patches holds bigG without CLIP-L (the SDXL refiner), so bigG takes the names of
+    a first text encoder (``lora_te_``, ``text_encoder.``); get that view with ``for_text_encoders``.
+    """
+
+    def __init__(self, entries: Mapping[str, LoraEntry], unparsed: Iterable[str] = (), *, name: str = "",
+                 bigg_alone: bool = False):
+        self.entries = dict(entries)
+        self.unparsed = tuple(unparsed)  # keys of no known LoRA form
+        self.name = name
+        self.bigg_alone = bigg_alone
+        self._other_view: LoraPatch | None = None
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], *, name: str = "") -> "LoraPatch":
+        parts: dict[str, dict] = {}
+        unparsed = []
+        for key, tensor in tensors.items():
+            found = next(((suffix, role) for suffix, role in _SUFFIXES if key.endswith(suffix)), None)
+            if found is None:
+                unparsed.append(key)
+                continue
+            suffix, role = found
+            layer = parts.setdefault(key[:-len(suffix)], {"keys": []})
+            layer["keys"].append(key)
+            layer[role] = float(tensor.item()) if role == "alpha" else tensor
+        entries = {layer: LoraEntry(keys=tuple(p.pop("keys")), **p) for layer, p in parts.items()}
+        return cls(entries, unparsed, name=name)
+
+    @property
+    def keys(self) -> list[str]:
+        return [k for entry in self.entries.values() for k in entry.keys] + list(self.unparsed)
+
+    def for_text_encoders(self, encoders: Iterable[str]) -> "LoraPatch":
+        """This LoRA as it applies to a CLIP with these encoders ("l", "h", "g"); the same object each time."""
+        encoders = set(encoders)
+        alone = "g" in encoders and "l" not in encoders
+        if alone == self.bigg_alone:
+            return self
+        if self._other_view is None:
+            self._other_view = LoraPatch(self.entries, self.unparsed, name=self.name, bigg_alone=alone)
+            self._other_view._other_view = self
+        return self._other_view
+
+    def layers(self, target: str, names: Iterable[str]) -> dict[str, str]:
+        """{LoRA layer name: parameter name} of the layers this file adapts in ``target`` ("unet", "clip_l", ...)."""
+        role = "clip_g_alone" if target == "clip_g" and self.bigg_alone else target
+        key_map = _key_map(role, tuple(names))
+        return {layer: key_map[layer] for layer in self.entries if layer in key_map}
+
+    def matched_keys(self, target: str, names: Iterable[str]) -> set[str]:
+        return {k for layer in self.layers(target, names) for k in self.entries[layer].keys}
+
+    def deltas(self, target: str, params: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        plan: dict[str, Callable[[], torch.Tensor]] = {}
+        for layer, name in self.layers(target, params).items():
+            entry, weight = self.entries[layer], params[name]
+            if entry.diff is not None:
+                self._plan_diff(plan, layer, name, entry.diff, weight)
+            elif entry.up is not None or entry.down is not None:
+                self._plan_low_rank(plan, layer, name, entry, weight)
+            bias_name = name.removesuffix(".weight") + ".bias"
+            if entry.diff_b is not None and name.endswith(".weight") and bias_name in params:
+                self._plan_diff(plan, layer, bias_name, entry.diff_b, params[bias_name])
+        return LazyDeltas(plan)
+
+    def _plan_low_rank(self, plan, layer: str, name: str, entry: LoraEntry, weight: torch.Tensor) -> None:
+        shape = entry.product_shape()
+        if shape is None or math.prod(shape) != weight.numel():
+            self._skip(layer, name, "its factors do not make a weight of shape " + str(tuple(weight.shape)))
+            return
+        if entry.dora_scale is not None:
+            plan[name] = functools.partial(dora_delta, entry, weight)
+        else:
+            plan[name] = functools.partial(low_rank_delta, entry, weight.shape, weight.device)
+
+    def _plan_diff(self, plan, layer: str, name: str, diff: torch.Tensor, param: torch.Tensor) -> None:
+        if diff.shape != param.shape:
+            self._skip(layer, name, f"difference of shape {tuple(diff.shape)} != {tuple(param.shape)}")
+            return
+        plan[name] = functools.partial(_f32, diff, param.device)
+
+    def _skip(self, layer: str, name: str, why: str) -> None:
+        log.warning("LoRA %s: %s not applied to %s: %s", self.name, layer, name, why)
+
+
+def load_lora(path: str | os.PathLike) -> LoraPatch:
+    """A LoRA file (``.safetensors``, or ``.pt`` / ``.ckpt`` read with ``torch.load(weights_only=True)``)."""
+    name = os.path.basename(os.fspath(path))
+    try:
+        with open_checkpoint(path, torch.device("cpu")) as file:
+            tensors = {key: file.read(key) for key in file.shapes}
+    except CheckpointError as exc:
+        cause = exc.__cause__ or exc
+        raise ValueError(f"{name}: not a readable LoRA file ({type(cause).__name__}: {cause})") from exc
+    return LoraPatch.from_tensors(tensors, name=name)
+
+
+def apply_lora(model, clip, patch: LoraPatch, strength_model: float, strength_clip: float):
+    """(MODEL, CLIP) clones carrying ``(patch, strength)``; either input may be None (then None comes back).
+
+    Warns once, with their count, about the file's keys that adapt nothing in the given model and CLIP.
+    """
+    used: set[str] = set()
+    new_model = new_clip = None
+    if model is not None:
+        new_model = model.clone()
+        new_model.patches.append((patch, strength_model))
+        used |= patch.matched_keys("unet", _parameter_names(model.unet))
+    if clip is not None:
+        view = patch.for_text_encoders(clip.models)
+        new_clip = clip.clone()
+        new_clip.patches.append((view, strength_clip))
+        for encoder, network in clip.models.items():
+            used |= view.matched_keys(f"clip_{encoder}", _parameter_names(network))
+    missing = [k for k in patch.keys if k not in used]
+    if missing:
+        log.warning("lora key not loaded: %d of %d keys of %s match no weight of this model: %s%s", len(missing),
+                    len(patch.keys), patch.name or "the LoRA", ", ".join(missing[:_LISTED]),
+                    " ..." if len(missing) > _LISTED else "")
+    return new_model, new_clip
+
+
+def _parameter_names(network: torch.nn.Module) -> list[str]:
+    return [name for name, _ in network.named_parameters()]
+
+
+@functools.lru_cache(maxsize=16)
+def _key_map(role: str, names: tuple[str, ...]) -> dict[str, str]:
+    """{LoRA layer name: parameter name} for a network with parameters ``names``; role: "unet" or a text encoder."""
+    return _unet_key_map(names) if role == "unet" else _text_key_map(role, names)
+
+
+def _unet_key_map(names: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for ldm, name in convert.ldm_unet_names(names).items():
+        layer = ldm.removesuffix(".weight")
+        if layer != ldm:
+            out["lora_unet_" + layer.replace(".", "_")] = name
+        out["diffusion_model." + layer] = name  # ComfyUI's generic naming; non-weights by their full name
+    for name in names:
+        if not name.endswith(".weight"):
+            continue
+        layer = name.removesuffix(".weight")
+        flat = layer.replace(".", "_")
+        out["lora_unet_" + flat] = name
+        out["lycoris_" + flat] = name
+        out["unet." + layer] = name  # PEFT
+        processor = layer.replace(".to_", ".processor.to_")  # diffusers' attention-processor naming
+        if processor.endswith(".to_out.0"):
+            processor = processor[:-len(".0")]
+        out[processor] = name
+        out["unet." + processor] = name
+    return out
+
+
+def _text_key_map(role: str, names: tuple[str, ...]) -> dict[str, str]:
+    target = role.removesuffix("_alone")
+    kohya_prefixes, diffusers_prefix = _TEXT_NAMES[role]
+    out = {}
+    for name in names:
+        # transformers names the same tensors with or without "text_model." depending on version and class
+        full = name if name.startswith(("text_model.", "text_projection.")) else "text_model." + name
+        if not full.endswith(".weight"):
+            continue
+        layer = full.removesuffix(".weight")
+        out[f"text_encoders.{target}.transformer.{layer}"] = name  # ComfyUI's generic naming
+        if layer.startswith("text_model.encoder.layers.") and layer.split(".", 4)[-1] in _TEXT_LAYER_PARTS:
+            out.update((prefix + layer.replace(".", "_"), name) for prefix in kohya_prefixes)
+            out[diffusers_prefix + layer] = name
+        elif layer == "text_projection":
+            out.update((key, name) for key in _PROJECTION_NAMES[target])
+    return out
