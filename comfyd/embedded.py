@@ -39,7 +39,7 @@ class _Sink:
         if prompt_id is not None:
             self.loop.call_soon_threadsafe(self._put, prompt_id, (event, data))
 
-    def send_bytes(self, event_type, payload, sid=None, *, droppable=True):
+    def send_bytes(self, event_type, payload, sid=None, *, droppable=True, metadata=None):
         if sid is not None:  # the embedded client uses the prompt id as the client id
             self.loop.call_soon_threadsafe(self._put, sid, ("preview", payload))
 
@@ -87,19 +87,26 @@ class Comfy:
         prompt_id = str(uuid.uuid4())
         queue: asyncio.Queue = asyncio.Queue()
         self._sink.queues[prompt_id] = queue
+        # The history record is the end of a prompt: watch for it rather than for execution_success, which
+        # the executor sends before the worker records the result.
+        unwatch = self.engine.watch(prompt_id, lambda record: self._sink.loop.call_soon_threadsafe(
+            self._sink._put, prompt_id, ("finished", record)))
         try:
             self.engine.submit(prompt, result.outputs, prompt_id=prompt_id,
                                extra_data={**(extra_data or {}), "client_id": prompt_id})
             while True:
                 event, data = await queue.get()
-                if event in ("execution_error", "execution_interrupted"):
-                    raise PromptFailed(event, data)
-                if event == "execution_success":
-                    entry = self.engine.history.get(prompt_id)[prompt_id]
-                    yield "outputs", self._with_paths(entry["outputs"])
-                    return
-                yield event, data
+                if event != "finished":
+                    yield event, data
+                    continue
+                status = data.entry["status"]
+                if status["status_str"] != "success":
+                    kind, body = status["messages"][-1] if status["messages"] else ("execution_error", {})
+                    raise PromptFailed(kind, body)
+                yield "outputs", self._with_paths(data.entry["outputs"])
+                return
         finally:
+            unwatch()
             self._sink.queues.pop(prompt_id, None)
 
     async def queue_prompt(self, prompt: dict, extra_data: dict | None = None) -> dict:

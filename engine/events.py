@@ -22,8 +22,10 @@ class EventSink(Protocol):
     def send(self, event: str, data: dict, sid: str | None = None) -> None:
         """A JSON message `{"type": event, "data": data}`; sid None = broadcast to every client."""
 
-    def send_bytes(self, event_type: int, payload: bytes, sid: str | None = None, *, droppable: bool = True) -> None:
-        """A binary frame: 4-byte big-endian event type, then the payload."""
+    def send_bytes(self, event_type: int, payload: bytes, sid: str | None = None, *, droppable: bool = True,
+                   metadata: dict | None = None) -> None:
+        """A binary frame: 4-byte big-endian event type, then the payload. A PREVIEW_IMAGE may carry `metadata`
+        (node_id, display_node_id, parent_node_id, real_node_id, prompt_id) for clients that can read it."""
 
     def queue_changed(self) -> None:
         """The queue length changed: a `status` broadcast is due."""
@@ -35,7 +37,7 @@ class NullSink:
     def send(self, event, data, sid=None):
         pass
 
-    def send_bytes(self, event_type, payload, sid=None, *, droppable=True):
+    def send_bytes(self, event_type, payload, sid=None, *, droppable=True, metadata=None):
         pass
 
     def queue_changed(self):

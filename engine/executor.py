@@ -97,7 +97,14 @@ class _PromptRun:
         self.emit("progress", {"value": value, "max": total, "prompt_id": self.prompt_id, "node": node_id})
 
     def on_preview(self, payload: bytes, droppable: bool) -> None:
-        self.ex.sink.send_bytes(PREVIEW_IMAGE, payload, self.sid, droppable=droppable)
+        # Latent previews (droppable) name their node; SaveImageWebsocket-style images go as plain frames.
+        metadata = None
+        if droppable and self.current is not None:
+            node_id = self.current
+            metadata = {"node_id": node_id, "display_node_id": self.display_id(node_id),
+                        "parent_node_id": self.parents.get(node_id), "real_node_id": node_id,
+                        "prompt_id": self.prompt_id}
+        self.ex.sink.send_bytes(PREVIEW_IMAGE, payload, self.sid, droppable=droppable, metadata=metadata)
 
     # -- the run -------------------------------------------------------------------------------------------
 

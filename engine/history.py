@@ -4,16 +4,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from .types import ExecutionResult, QueueItem
+from .types import ExecutionResult, HistoryRecord, QueueItem
 
 
 class History:
     def __init__(self, max_size: int = 10000):
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, dict] = OrderedDict()
+        self._records: OrderedDict[str, HistoryRecord] = OrderedDict()
         self._max_size = max_size
 
-    def record(self, item: QueueItem, result: ExecutionResult) -> None:
+    def record(self, item: QueueItem, result: ExecutionResult, *, listed: bool = True) -> HistoryRecord:
         entry = {
             "prompt": item.as_list(),
             "outputs": result.outputs,
@@ -24,21 +24,31 @@ class History:
             },
             "meta": result.meta,
         }
+        record = HistoryRecord(item, entry, listed)
         with self._lock:
-            self._entries.pop(item.prompt_id, None)
-            self._entries[item.prompt_id] = entry
-            while len(self._entries) > self._max_size:
-                self._entries.popitem(last=False)
+            self._records.pop(item.prompt_id, None)
+            self._records[item.prompt_id] = record
+            while len(self._records) > self._max_size:
+                self._records.popitem(last=False)
+        return record
+
+    def find(self, prompt_id: str) -> HistoryRecord | None:
+        """The record of `prompt_id`, listed or not."""
+        with self._lock:
+            return self._records.get(prompt_id)
+
+    def records(self) -> list[HistoryRecord]:
+        """Every record, listed or not, oldest first."""
+        with self._lock:
+            return list(self._records.values())
 
     def get(self, prompt_id: str) -> dict:
-        with self._lock:
-            entry = self._entries.get(prompt_id)
-            return {prompt_id: entry} if entry is not None else {}
+        record = self.find(prompt_id)
+        return {prompt_id: record.entry} if record is not None and record.listed else {}
 
     def page(self, max_items: int | None = None, offset: int | None = None) -> dict:
         """ComfyUI's paging: without offset, the `max_items` most recent; with offset, from that index on."""
-        with self._lock:
-            items = list(self._entries.items())
+        items = [(r.item.prompt_id, r.entry) for r in self.records() if r.listed]
         if offset is None or offset < 0:
             start = len(items) - max_items if max_items is not None else 0
         else:
@@ -49,12 +59,12 @@ class History:
 
     def delete(self, prompt_id: str) -> None:
         with self._lock:
-            self._entries.pop(prompt_id, None)
+            self._records.pop(prompt_id, None)
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._records.clear()
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._entries)
+            return sum(record.listed for record in self._records.values())

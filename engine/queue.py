@@ -14,12 +14,14 @@ class QueueFull(Exception):
 
 
 class PromptQueue:
-    def __init__(self, on_change: Callable[[], None] = lambda: None, max_size: int = 0):
+    def __init__(self, on_change: Callable[[], None] = lambda: None, max_size: int = 0,
+                 on_removed: Callable[[list[QueueItem]], None] = lambda items: None):
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, QueueItem]] = []
         self._arrival = itertools.count()
         self._running: dict[str, QueueItem] = {}
         self._on_change = on_change
+        self._on_removed = on_removed  # pending prompts deleted or cleared: they will never run
         self._max_size = max_size
         self._number = itertools.count()
         self._flags: dict[str, object] = {}
@@ -28,9 +30,16 @@ class PromptQueue:
         """The server-side counter behind each prompt's `number` (ComfyUI's default priority)."""
         return next(self._number)
 
+    def is_full(self) -> bool:
+        with self._cond:
+            return self._full()
+
+    def _full(self) -> bool:
+        return bool(self._max_size) and len(self._heap) + len(self._running) >= self._max_size
+
     def put(self, item: QueueItem) -> None:
         with self._cond:
-            if self._max_size and len(self._heap) + len(self._running) >= self._max_size:
+            if self._full():
                 raise QueueFull(f"the queue is full ({self._max_size} prompts)")
             heapq.heappush(self._heap, (float(item.number), next(self._arrival), item))
             self._cond.notify()
@@ -67,16 +76,21 @@ class PromptQueue:
     def delete(self, prompt_id: str) -> bool:
         with self._cond:
             kept = [entry for entry in self._heap if entry[2].prompt_id != prompt_id]
-            if len(kept) == len(self._heap):
+            removed = [entry[2] for entry in self._heap if entry[2].prompt_id == prompt_id]
+            if not removed:
                 return False
             heapq.heapify(kept)
             self._heap = kept
+        self._on_removed(removed)
         self._on_change()
         return True
 
     def clear(self) -> None:
         with self._cond:
+            removed = [entry[2] for entry in sorted(self._heap)]
             self._heap = []
+        if removed:
+            self._on_removed(removed)
         self._on_change()
 
     def set_flag(self, name: str, value: object) -> None:

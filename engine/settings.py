@@ -24,6 +24,10 @@ class Settings:
     multi_user: bool = False
     verbose: bool = False
     disable_custom_nodes: bool = False
+    # The web frontend: ComfyUI's `owner/repo@version` (None = the installed comfyui-frontend-package), or a
+    # folder that overrides it.
+    front_end_version: str | None = None
+    front_end_root: Path | None = None
     history_size: int = 10000
     # Per websocket client: messages buffered before a client that stops reading is disconnected.
     ws_send_queue: int = 1024

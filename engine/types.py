@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
+import time
 from typing import Any
 
 
@@ -12,6 +16,9 @@ class QueueItem:
     prompt: dict[str, Any]
     extra_data: dict[str, Any]
     outputs_to_execute: list[str]
+    # When it was queued, in ns since the epoch (fine enough to order prompts queued in the same millisecond);
+    # not part of ComfyUI's 5-element wire shape.
+    created_ns: int = dataclasses.field(default_factory=time.time_ns, compare=False)
 
     def as_list(self) -> list:
         """ComfyUI's wire shape for queue and history entries: a 5-element array."""
@@ -22,6 +29,11 @@ class QueueItem:
         cid = self.extra_data.get("client_id")
         return cid if isinstance(cid, str) else None
 
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 (hex) of the prompt graph as compact JSON: equal graphs, equal digests."""
+        return hashlib.sha256(json.dumps(self.prompt, separators=(",", ":")).encode()).hexdigest()
+
 
 @dataclasses.dataclass
 class ExecutionResult:
@@ -31,3 +43,13 @@ class ExecutionResult:
     messages: list[tuple[str, dict]]
     outputs: dict[str, dict]  # node id -> merged UI output
     meta: dict[str, dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryRecord:
+    """A prompt that left the queue for good, with its ComfyUI history entry (prompt, outputs, status, meta)."""
+    item: QueueItem
+    entry: dict
+    # False for a prompt deleted from the queue before it ran: job views show it as cancelled, /history does not
+    # (upstream forgets such prompts).
+    listed: bool = True

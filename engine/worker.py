@@ -10,20 +10,22 @@ from .events import EventSink, exception_type_name, timestamp_ms
 from .executor import Executor
 from .history import History
 from .queue import PromptQueue
-from .types import ExecutionResult, QueueItem
+from .types import ExecutionResult, HistoryRecord, QueueItem
 
 log = logging.getLogger("comfyd.worker")
 
 
 class Worker:
     def __init__(self, queue: PromptQueue, executor: Executor, history: History, sink: EventSink,
-                 interrupt: threading.Event, on_flags: Callable[[dict], None]):
+                 interrupt: threading.Event, on_flags: Callable[[dict], None],
+                 on_finished: Callable[[HistoryRecord], None] = lambda record: None):
         self.queue = queue
         self.executor = executor
         self.history = history
         self.sink = sink
         self.interrupt = interrupt
         self.on_flags = on_flags
+        self.on_finished = on_finished
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,6 +60,8 @@ class Worker:
                     "current_outputs": [], "timestamp": timestamp_ms()}
             self.sink.send("execution_error", data, item.client_id)
             result = ExecutionResult("error", False, [("execution_error", data)], {}, {})
-        self.history.record(item, result)
+        record = self.history.record(item, result)
         self.queue.task_done(item)
         self.sink.send("executing", {"node": None, "prompt_id": item.prompt_id}, item.client_id)
+        # Last, so whoever is told sees the prompt in the history and no longer in the queue.
+        self.on_finished(record)

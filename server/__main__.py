@@ -10,6 +10,8 @@ from aiohttp import web
 
 from engine import Settings
 
+from .frontend import CUSTOM_VERSIONS, FrontendError, version_spec
+
 
 def parse_args(argv: list[str]) -> Settings:
     p = argparse.ArgumentParser(prog="comfyd", description="A ComfyUI-compatible server.")
@@ -35,6 +37,11 @@ def parse_args(argv: list[str]) -> Settings:
     vram.add_argument("--lowvram", action="store_const", dest="vram_mode", const="low")
     p.add_argument("--multi-user", action="store_true")
     p.add_argument("--disable-all-custom-nodes", action="store_true")
+    p.add_argument("--front-end-version", type=version_spec, default=None, metavar="OWNER/REPO@VERSION",
+                   help="serve this frontend release, e.g. Comfy-Org/ComfyUI_frontend@1.27.10: the installed "
+                        f"package if it is that version, else <base>/{CUSTOM_VERSIONS}/<owner>_<repo>/<version>/ "
+                        "(comfyd does not download releases; default: the installed comfyui-frontend-package)")
+    p.add_argument("--front-end-root", type=Path, default=None, help="serve the web app from this folder")
     p.add_argument("--verbose", nargs="?", const="DEBUG", default=None,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     args = p.parse_args(argv)
@@ -57,6 +64,8 @@ def parse_args(argv: list[str]) -> Settings:
         multi_user=args.multi_user,
         verbose=args.verbose is not None,
         disable_custom_nodes=args.disable_all_custom_nodes,
+        front_end_version=args.front_end_version,
+        front_end_root=args.front_end_root,
     )
 
 
@@ -67,7 +76,10 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import create_app
 
-    app = create_app(settings, argv=["comfyd", *argv])
+    try:
+        app = create_app(settings, argv=["comfyd", *argv])
+    except FrontendError as ex:
+        sys.exit(f"comfyd: {ex}")
     hosts = [h.strip() for h in settings.listen.split(",") if h.strip()]
     print(f"comfyd: serving http://{hosts[0]}:{settings.port}", flush=True)
     web.run_app(app, host=hosts, port=settings.port, print=None, access_log=None)

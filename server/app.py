@@ -12,7 +12,8 @@ from nodes.registry import NodeRegistry
 from . import middleware, routes, static
 from .compat import PromptServer
 from .handlers.info import server_features
-from .keys import ENGINE, HUB, SETTINGS, USERS
+from .keys import ENGINE, HUB, LOGS, SETTINGS, USERS
+from .logs import LogBuffer
 from .userdata import UserStore
 from .ws import EventHub
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: l
     prompt_server = PromptServer(hub)  # before custom nodes load: they register routes on it at import
     engine = Engine(settings, registry or build_registry(settings), hub, argv=argv)
 
-    middlewares = [middleware.errors_as_json]
+    middlewares = [static.cache_control, middleware.errors_as_json]
     if settings.enable_cors_header:
         middlewares.append(middleware.cors(settings.enable_cors_header))
     else:
@@ -44,10 +45,12 @@ def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: l
     app[ENGINE] = engine
     app[HUB] = hub
     app[USERS] = UserStore(engine.folders.user, multi_user=settings.multi_user)
+    app[LOGS] = LogBuffer(hub)
 
     routes.add_routes(app, hub.handle)
     prompt_server.add_routes_to(app)
-    static.add_static_routes(app, engine.registry)
+    static.add_static_routes(app)
+    app.cleanup_ctx.append(app[LOGS].lifetime)
     app.cleanup_ctx.append(_engine_lifetime)
     return app
 

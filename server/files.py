@@ -108,6 +108,14 @@ class MediaStore:
             raise MediaError(404, f"There is no file {filename!r} in {where}.")
         return path
 
+    def newest_first(self, kind: str) -> list[str]:
+        """The names of the regular files at the top of the input/output/temp folder, newest first. Symlinks are
+        left out: they may point outside the folder."""
+        with os.scandir(self.root(kind)) as entries:
+            files = [(e.stat(follow_symlinks=False).st_mtime, e.name) for e in entries
+                     if e.is_file(follow_symlinks=False)]
+        return [name for _, name in sorted(files, key=lambda f: -f[0])]
+
     def model_metadata(self, folder_name: str, filename: str) -> dict:
         """The `__metadata__` of a safetensors file in a model folder."""
         check_inner(filename, "filename")

@@ -3,6 +3,8 @@ from aiohttp import web
 
 from engine import Engine, Settings
 
+from .frontend import Frontend
+from .logs import LogBuffer
 from .userdata import UserStore
 from .ws import EventHub
 
@@ -10,3 +12,5 @@ ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", EventHub)
 USERS = web.AppKey("users", UserStore)
+FRONTEND = web.AppKey("frontend", Frontend)
+LOGS = web.AppKey("logs", LogBuffer)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .handlers import files, history, info, prompt, queue, userdata
+from .handlers import files, history, info, internal, jobs, prompt, queue, userdata, v1
 
 # (method, path, handler), grouped by resource.
 ROUTES = [
@@ -18,6 +18,17 @@ ROUTES = [
     ("GET", "/history", history.get_history),
     ("GET", "/history/{prompt_id}", history.get_history_item),
     ("POST", "/history", history.post_history),
+    # jobs: queue and history as one view (the latest frontend)
+    ("GET", "/jobs", jobs.get_jobs),
+    ("POST", "/jobs/cancel", jobs.cancel_jobs),
+    ("GET", "/jobs/{job_id}", jobs.get_job),
+    ("GET", "/jobs/{job_id}/assets", jobs.get_job_assets),
+    ("POST", "/jobs/{job_id}/cancel", jobs.cancel_job),
+    # the programmatic API (the hiddenswitch fork's /api/v1)
+    ("GET", "/v1/prompts", v1.get_last_prompt),
+    ("POST", "/v1/prompts", v1.post_prompts),
+    ("GET", "/v1/prompts/{prompt_id}", v1.get_prompt),
+    ("GET", "/v1/images/{digest}", v1.get_image),
     # nodes, models and the system
     ("GET", "/object_info", info.get_object_info),
     ("GET", "/object_info/{node_class}", info.get_object_info_node),
@@ -31,6 +42,7 @@ ROUTES = [
     ("GET", "/features", info.get_features),
     ("GET", "/i18n", info.get_i18n),
     ("GET", "/workflow_templates", info.get_workflow_templates),
+    ("GET", "/global_subgraphs", info.get_global_subgraphs),
     # files: input/output/temp images
     ("POST", "/upload/image", files.upload_image),
     ("POST", "/upload/mask", files.upload_mask),
@@ -51,6 +63,16 @@ ROUTES = [
     ("POST", "/userdata/{file}/move/{dest}", userdata.move_userdata_file),
 ]
 
+# ComfyUI's routes for its own frontend: served under /internal only (no bare or /api form).
+INTERNAL_PREFIX = "/internal"
+INTERNAL_ROUTES = [
+    ("GET", "/logs", internal.get_logs),
+    ("GET", "/logs/raw", internal.get_logs_raw),
+    ("PATCH", "/logs/subscribe", internal.subscribe_logs),
+    ("GET", "/folder_paths", internal.get_folder_paths),
+    ("GET", "/files/{directory_type}", internal.get_files),
+]
+
 
 def add_routes(app: web.Application, ws_handler) -> None:
     app.router.add_get("/ws", ws_handler)
@@ -58,3 +80,5 @@ def add_routes(app: web.Application, ws_handler) -> None:
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, "/api" + path, handler)
+    for method, path, handler in INTERNAL_ROUTES:
+        app.router.add_route(method, INTERNAL_PREFIX + path, handler)

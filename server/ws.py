@@ -11,10 +11,17 @@ import uuid
 
 from aiohttp import WSMsgType, web
 
+from engine.events import FORMAT_PNG, PREVIEW_IMAGE, PREVIEW_IMAGE_WITH_METADATA
+
 log = logging.getLogger("comfyd.ws")
 
 # A droppable frame (preview) is skipped once this many messages wait for a client.
 PREVIEW_BACKLOG = 8
+
+
+def binary_frame(event_type: int, payload: bytes) -> bytes:
+    """A binary websocket frame: the 4-byte big-endian event type, then the payload."""
+    return struct.pack(">I", event_type) + payload
 
 
 class _Client:
@@ -64,19 +71,27 @@ class EventHub:
     # -- EventSink (any thread) ---------------------------------------------------------------------------
 
     def send(self, event: str, data: dict, sid: str | None = None) -> None:
-        self._post(json.dumps({"type": event, "data": data}), sid, False)
+        self._call(self._dispatch, json.dumps({"type": event, "data": data}), sid, False)
 
-    def send_bytes(self, event_type: int, payload: bytes, sid: str | None = None, *, droppable: bool = True) -> None:
-        self._post(struct.pack(">I", event_type) + payload, sid, droppable)
+    def send_bytes(self, event_type: int, payload: bytes, sid: str | None = None, *, droppable: bool = True,
+                   metadata: dict | None = None) -> None:
+        if metadata is not None:
+            self._call(self._send_preview, payload, metadata, sid, droppable)
+        else:
+            self._call(self._dispatch, binary_frame(event_type, payload), sid, droppable)
 
     def queue_changed(self) -> None:
         self.send("status", self.status(self.queue_remaining()))
 
-    def _post(self, frame, sid, droppable) -> None:
+    def connected(self, sid: str) -> bool:
+        """Whether `sid` has a socket now (a lock-free dict lookup: safe from any thread, maybe just stale)."""
+        return sid in self.clients
+
+    def _call(self, function, *args) -> None:
         if self.loop is None or self.loop.is_closed():
             return
         try:
-            self.loop.call_soon_threadsafe(self._dispatch, frame, sid, droppable)
+            self.loop.call_soon_threadsafe(function, *args)
         except RuntimeError:  # loop closed while shutting down
             pass
 
@@ -88,6 +103,19 @@ class EventHub:
         if sid is not None:
             data["sid"] = sid
         return data
+
+    def _send_preview(self, payload: bytes, metadata: dict, sid: str | None, droppable: bool) -> None:
+        """A PREVIEW_IMAGE payload (u32 format code, image) goes as a PREVIEW_IMAGE_WITH_METADATA frame (u32 JSON
+        length, JSON metadata with the image's media type, image) to the prompt's client when it announced
+        `supports_preview_metadata`, as ComfyUI does; everyone else gets the plain frame."""
+        client = self.clients.get(sid) if sid is not None else None
+        if client is None or client.feature_flags.get("supports_preview_metadata") is not True:
+            self._dispatch(binary_frame(PREVIEW_IMAGE, payload), sid, droppable)
+            return
+        (code,) = struct.unpack(">I", payload[:4])
+        meta = json.dumps({**metadata, "image_type": "image/png" if code == FORMAT_PNG else "image/jpeg"}).encode()
+        payload = struct.pack(">I", len(meta)) + meta + payload[4:]
+        self._dispatch(binary_frame(PREVIEW_IMAGE_WITH_METADATA, payload), sid, droppable)
 
     def _dispatch(self, frame, sid, droppable) -> None:
         targets = list(self.clients.values()) if sid is None else [self.clients[sid]] if sid in self.clients else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from PIL import Image
 from yarl import URL
 
 from engine import events
-from server.routes import ROUTES
+from server.routes import INTERNAL_PREFIX, INTERNAL_ROUTES, ROUTES
 from tests.conftest import messages_until, next_message, run_finished
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +252,8 @@ def spec_operations(spec: dict) -> set[tuple[str, str]]:
 
 
 def test_every_route_is_documented_and_every_operation_is_routed(spec):
-    routed = {(method, path) for method, path, _ in ROUTES} | {("GET", "/ws")}
+    routed = {(method, path) for method, path, _ in ROUTES} | {("GET", "/ws")} \
+        | {(method, INTERNAL_PREFIX + path) for method, path, _ in INTERNAL_ROUTES}
     documented = spec_operations(spec)
     assert sorted(routed - documented) == [], "routes missing from openapi.yaml"
     assert sorted(documented - routed) == [], "operations in openapi.yaml that no route serves"
@@ -259,18 +261,19 @@ def test_every_route_is_documented_and_every_operation_is_routed(spec):
 
 
 async def test_the_app_serves_each_documented_path_bare_and_under_api(client, spec):
+    # Static files (the frontend, templates, docs, extension scripts) are not API routes.
     served = {(r.method, r.resource.canonical) for r in client.app.router.routes()
-              if r.method != "HEAD" and r.resource.canonical != "/"
-              and not r.resource.canonical.startswith("/extensions/")}
+              if r.method != "HEAD" and r.handler.__module__ != "server.static"}
     documented = spec_operations(spec)
-    assert served == documented | {(m, "/api" + p) for m, p in documented}
+    internal = {(m, p) for m, p in documented if p.startswith(INTERNAL_PREFIX + "/")}
+    assert served == documented | {(m, "/api" + p) for m, p in documented - internal}
 
 
 # -- every websocket message the server sends is documented --------------------------------------------------------
 
 EMIT = re.compile(r"""(?:\bemit|\.send)\(\s*["'](\w+)["']""")
 TYPE_LITERAL = re.compile(r"""["']type["']\s*:\s*["'](\w+)["']""")
-SEND_BYTES = re.compile(r"send_bytes\(\s*(?:events\.)?([A-Z_]+)\b")
+SEND_BYTES = re.compile(r"(?:send_bytes|binary_frame)\(\s*(?:events\.)?([A-Z_]+)\b")
 
 
 def _sources():
@@ -373,7 +376,9 @@ async def test_idle_answers_match_the_spec(client, spec):
     for path in ("/queue", "/history", "/prompt", "/system_stats", "/features", "/object_info/TestAdd", "/models",
                  "/object_info", "/object_info/NoSuchNode", "/embeddings", "/extensions", "/models/checkpoints",
                  "/experiment/models", "/experiment/models/checkpoints", "/users", "/settings", "/settings/Nope",
-                 "/i18n", "/workflow_templates", "/v2/userdata", "/api/queue", "/api/system_stats"):
+                 "/i18n", "/workflow_templates", "/v2/userdata", "/api/queue", "/api/system_stats",
+                 "/global_subgraphs", "/internal/logs", "/internal/logs/raw", "/internal/folder_paths",
+                 "/internal/files/input"):
         await conforms(spec, client, "GET", path, 200)
     assert (await conforms(spec, client, "GET", "/object_info/TestAdd", 200))["TestAdd"]["name"] == "TestAdd"
 
@@ -397,7 +402,8 @@ async def test_error_answers_match_the_spec(client, spec):
         ("GET", "/userdata", 400, {}), ("GET", "/userdata?dir=nowhere", 404, {}),
         ("GET", "/userdata/nope.json", 404, {}), ("GET", "/userdata/..%2F..%2Fx", 403, {}),
         ("DELETE", "/userdata/nope.json", 404, {}), ("GET", "/v2/userdata?path=nowhere", 404, {}),
-        ("GET", "/ws", 400, {}),
+        ("GET", "/ws", 400, {}), ("GET", "/internal/files/models", 400, {}),
+        ("PATCH", "/internal/logs/subscribe", 400, {"json": {"clientId": "x"}}),
     ]
     for method, path, status, kwargs in cases:
         await conforms(spec, client, method, path, status, **kwargs)
@@ -451,6 +457,8 @@ async def test_runs_send_only_documented_messages_and_record_documented_history(
     messages = [await next_message(ws)]
     await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
     messages.append(await next_message(ws))
+    await conforms(spec, client, "PATCH", "/internal/logs/subscribe", 200, json={"clientId": "spec", "enabled": True})
+    logging.getLogger("tests.openapi").warning("a line for the terminal panel")
 
     ok = await _queue(spec, client, _slow_prompt(3))
     messages += await messages_until(ws, run_finished(ok))

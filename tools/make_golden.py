@@ -2,10 +2,13 @@
 """Regenerate the parity golden images by running tests/golden/cases.py on a ComfyUI-compatible server.
 
 The server (upstream ComfyUI, or comfyd itself for a comparison run) must already be running with the
-checkpoint of cases.CHECKPOINT in its models/checkpoints/, written by
+checkpoint of cases.CHECKPOINT in its models/checkpoints/ and the LoRA cases' files in its models/loras/, written by
     python shared/tools/make_checkpoint.py <models>/checkpoints/tiny-sd15.safetensors --seed 0 --profile tiny
-This script only talks HTTP: it uploads the input image, queues each case, waits on /history and downloads the
-saved images with /view into OUT as <case>_<i>.png, plus manifest.json (sizes, sha256, server versions).
+    python tests/golden/lora.py <models>/loras
+This script only talks HTTP, so it cannot place model files on the server: it checks /models/loras for the LoRAs
+the chosen cases load, uploads the input images, queues each case, waits on /history and downloads the saved
+images with /view into OUT as <case>_<i>.png, plus manifest.json (sizes, sha256, server versions, and the
+digests of the input images and LoRAs the images assume).
 
     python tools/make_golden.py --url http://127.0.0.1:8188 --out tests/golden/sd15 [--case NAME ...]
 """
@@ -22,7 +25,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.golden import cases  # noqa: E402  (after the path fix: this file runs as a script)
+from tests.golden import cases, lora  # noqa: E402  (after the path fix: this file runs as a script)
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 60.0) -> bytes:
@@ -63,6 +66,19 @@ def wait_for(base: str, prompt_id: str, timeout: float) -> dict:
     raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s")
 
 
+def lora_names(prompt: dict) -> set[str]:
+    return {node["inputs"]["lora_name"] for node in prompt.values() if "lora_name" in node["inputs"]}
+
+
+def check_loras(base: str, names: list[str]) -> None:
+    """Fail before queueing anything when the server lacks a LoRA file that one of the cases loads."""
+    needed = set().union(*(lora_names(cases.CASES[name]()) for name in names))
+    missing = sorted(needed - set(get_json(base, "/models/loras"))) if needed else []
+    if missing:
+        raise SystemExit(f"the server's models/loras lacks {', '.join(missing)}; write them there with "
+                         "`python tests/golden/lora.py <models>/loras`")
+
+
 def run_case(base: str, name: str, timeout: float) -> list[bytes]:
     """Queue one case and return the PNG bytes of its SaveImage outputs, in order."""
     queued = post_json(base, "/prompt", {"prompt": cases.CASES[name](), "client_id": "make_golden"})
@@ -82,7 +98,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8188")
     parser.add_argument("--out", type=Path, default=cases.GOLDEN_DIR)
     parser.add_argument("--case", action="append", choices=sorted(cases.CASES), help="only these (repeatable)")
@@ -90,17 +107,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = args.url.rstrip("/")
 
+    names = args.case or list(cases.CASES)
     stats = get_json(base, "/system_stats")["system"]
-    upload_image(base, cases.INPUT_IMAGE)
+    check_loras(base, names)
+    for image in cases.INPUT_IMAGES:
+        upload_image(base, image)
     args.out.mkdir(parents=True, exist_ok=True)
     manifest_path = args.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.update({
         "server": {k: stats.get(k) for k in ("comfyui_version", "pytorch_version", "python_version", "argv")},
         "checkpoint": {"name": cases.CHECKPOINT, "make_checkpoint_args": list(cases.CHECKPOINT_ARGS)},
+        "inputs": {image.name: hashlib.sha256(image.read_bytes()).hexdigest() for image in cases.INPUT_IMAGES},
+        "loras": {name: lora.fingerprint(seed) for name, seed in lora.PARITY_LORAS.items()},
     })
     results = manifest.setdefault("cases", {})
-    for name in args.case or cases.CASES:
+    for name in names:
         started = time.monotonic()
         files = []
         for i, png in enumerate(run_case(base, name, args.timeout)):

@@ -84,7 +84,8 @@ class DiffusionModel:
         return torch.cat((mask, masked), dim=1)
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor,
-                    text_embeds=None, time_ids=None, c_concat=None, **unused) -> torch.Tensor:
+                    text_embeds=None, time_ids=None, c_concat=None, control=None, **unused) -> torch.Tensor:
+        """`control`: the Residuals (engine.models.controlnet) that ControlNets / T2I-Adapters add, or None."""
         ms = self.model_sampling
         sigma = sigma.to(x.device)
         model_input = ms.calculate_input(sigma, x)
@@ -95,7 +96,8 @@ class DiffusionModel:
         if text_embeds is not None:
             added = {"text_embeds": text_embeds.to(x.device, dtype), "time_ids": time_ids.to(x.device, dtype)}
         with self.manager.running(self) if self.manager else contextlib.nullcontext():
+            residuals = control.unet_kwargs(self.unet, x.device) if control is not None else {}
             output = self.unet(model_input.to(dtype), ms.timestep(sigma).float(),
                                encoder_hidden_states=c_crossattn.to(x.device, dtype),
-                               added_cond_kwargs=added, return_dict=False)[0].float()
+                               added_cond_kwargs=added, return_dict=False, **residuals)[0].float()
         return ms.calculate_denoised(sigma, output, x)

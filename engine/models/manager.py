@@ -93,7 +93,7 @@ class ModelManager:
 
     @contextlib.contextmanager
     def running(self, owner):
-        """Weights of `owner` (DiffusionModel / TextEncoder / VAE) on the compute device with its patches."""
+        """Weights of `owner` (DiffusionModel / TextEncoder / VAE / ControlNet) on the device, with its patches."""
         networks = list(_networks(owner))
         with self._lock:
             for target, network in networks:
@@ -140,6 +140,8 @@ def _networks(owner):
         yield from ((f"clip_{name}", model) for name, model in owner.models.items())
     elif hasattr(owner, "autoencoder"):
         yield "vae", owner.autoencoder
+    elif hasattr(owner, "control_model"):
+        yield "control", owner.control_model
 
 
 def _device_of(network: torch.nn.Module) -> torch.device:

@@ -28,6 +28,7 @@ class Cond:
     sigma_start: float | None = None  # inactive above this sigma (start_percent)
     sigma_end: float | None = None  # inactive below this sigma (end_percent)
     options: dict = dataclasses.field(default_factory=dict)
+    control: object = None  # options["control"]: a ControlNet / T2I-Adapter chain (engine.models.controlnet)
 
 
 def _resolve_area(options: dict, dims: tuple[int, int]):
@@ -76,7 +77,7 @@ def prepare(conditioning: list, model, noise: torch.Tensor, *, latent_image=None
             mask_strength=options.get("mask_strength", 1.0),
             sigma_start=None if start is None else float(ms.percent_to_sigma(start)),
             sigma_end=None if end is None else float(ms.percent_to_sigma(end)),
-            options=options))
+            options=options, control=options.get("control")))
     return conds
 
 
@@ -101,6 +102,23 @@ def add_opposite_areas(conds: list[Cond], others: list[Cond]) -> None:
         if smallest is None or smallest.area == c.area:
             continue
         others.append(dataclasses.replace(c, model_conds=dict(smallest.model_conds)))
+
+
+def share_control_with_uncond(positive: list[Cond], negative: list[Cond]) -> None:
+    """ControlNetApply (the old node) marks its conds "control_apply_to_uncond": unless a whole-image negative
+    already has a control, the whole-image negatives without one take those positives' controls in turn."""
+    def whole(c):
+        return "area" not in c.options
+
+    controls = [c.control for c in positive
+                if whole(c) and c.control is not None and c.options.get("control_apply_to_uncond", False)]
+    free = [i for i, c in enumerate(negative) if whole(c)]
+    if not controls or not free or any(negative[i].control is not None for i in free):
+        return
+    originals = {i: negative[i] for i in free}
+    for n, control in enumerate(controls):
+        index = free[n % len(free)]
+        negative[index] = dataclasses.replace(originals[index], control=control)
 
 
 def _area_weights(cond: Cond, x: torch.Tensor):
@@ -163,18 +181,22 @@ def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor,
             if cond.sigma_end is not None and current < cond.sigma_end:
                 continue
             crop, weight, area = _area_weights(cond, x)
-            runs.append((index, crop, weight, area, _model_inputs(cond, crop, area)))
+            runs.append((index, crop, weight, area, _model_inputs(cond, crop, area), cond.control))
     while runs:
-        # One model call for every pending run whose shapes match the first one (typically cond + uncond).
+        # One model call for every pending run whose shapes (and control) match the first one's (cond + uncond).
         first = runs[0]
-        group = [r for r in runs if r[1].shape == first[1].shape
+        group = [r for r in runs if r[1].shape == first[1].shape and r[5] is first[5]
                  and {k: v.shape for k, v in r[4].items()} == {k: v.shape for k, v in first[4].items()}]
         runs = [r for r in runs if not any(r is g for g in group)]
         batch_x = torch.cat([r[1] for r in group])
         batch_sigma = torch.cat([sigma] * len(group))
         batch_conds = {k: torch.cat([r[4][k] for r in group]) for k in first[4]}
+        control = first[5]
+        if control is not None:
+            batch_conds["control"] = control.residuals(model.model_sampling, batch_x, batch_sigma, batch_conds,
+                                                       len(group))
         predictions = model.apply_model(batch_x, batch_sigma, **batch_conds).chunk(len(group))
-        for (index, _, weight, area, _), prediction in zip(group, predictions):
+        for (index, _, weight, area, _, _), prediction in zip(group, predictions):
             if area is None:
                 outputs[index] += prediction * weight
                 counts[index] += weight

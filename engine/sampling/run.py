@@ -8,7 +8,7 @@ import torch
 
 from .. import context
 from . import ksampler, noise as noise_mod, schedules
-from .guidance import CFGDenoiser, add_opposite_areas, prepare
+from .guidance import CFGDenoiser, add_opposite_areas, prepare, share_control_with_uncond
 from .preview import latent_to_image
 
 
@@ -73,6 +73,7 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
     if negative is not None:
         add_opposite_areas(positive, negative)
         add_opposite_areas(negative, positive)
+        share_control_with_uncond(positive, negative)
     denoiser = CFGDenoiser(model, positive, negative, guider.cfg)
     total = len(sigmas) - 1
     ctx = context.current()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..keys import ENGINE, SETTINGS
+from ..keys import ENGINE, FRONTEND, SETTINGS
 
 
 async def get_object_info(request: web.Request) -> web.Response:
@@ -55,7 +55,9 @@ async def get_experiment_models_folder(request: web.Request) -> web.Response:
 
 
 async def get_system_stats(request: web.Request) -> web.Response:
-    return web.json_response(await asyncio.to_thread(request.app[ENGINE].system_stats))
+    stats = await asyncio.to_thread(request.app[ENGINE].system_stats)
+    stats["system"].update(request.app[FRONTEND].versions)
+    return web.json_response(stats)
 
 
 def server_features(settings) -> dict:
@@ -67,14 +69,8 @@ async def get_features(request: web.Request) -> web.Response:
 
 
 async def get_extensions(request: web.Request) -> web.Response:
-    registry = request.app[ENGINE].registry
-    scripts = []
-    for package in registry.packages:
-        if package.web_directory is None:
-            continue
-        for path in sorted(package.web_directory.rglob("*.js")):
-            scripts.append(f"/extensions/{package.name}/{path.relative_to(package.web_directory).as_posix()}")
-    return web.json_response(scripts)
+    packages = request.app[ENGINE].registry.packages
+    return web.json_response(await asyncio.to_thread(request.app[FRONTEND].extension_scripts, packages))
 
 
 async def get_i18n(request: web.Request) -> web.Response:
@@ -82,4 +78,8 @@ async def get_i18n(request: web.Request) -> web.Response:
 
 
 async def get_workflow_templates(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+async def get_global_subgraphs(request: web.Request) -> web.Response:
     return web.json_response({})

@@ -1,7 +1,9 @@
 """Parity with upstream ComfyUI: every case of tests/golden/cases.py, run on comfyd, matches upstream's images.
 
 The golden PNGs in tests/golden/sd15 were made by tools/make_golden.py against upstream ComfyUI 0.3.64 on the
-CPU (fp32) with the checkpoint that shared/tools/make_checkpoint.py writes. Here the same script runs the same
+CPU (fp32) with the checkpoint that shared/tools/make_checkpoint.py writes and the LoRAs of tests/golden/lora.py
+(upstream applied every key of them; LoraLoaderModelOnly leaves the text-encoder keys out, as it should, and
+the CLIP half of a LoRA alone moves the image by ~10/255 on average). Here the same script runs the same
 cases against a real comfyd server (the app on a loopback port), so upload, /prompt, /history and /view are
 exercised exactly as against upstream. Tolerance per image, on 0..255 pixels: max |diff| <= 2 (float rounding
 across a different attention kernel and op order can flip an 8-bit truncation), and mean |diff| <= 0.05: with
@@ -27,7 +29,7 @@ from PIL import Image
 
 from engine import Settings
 from server.app import create_app
-from tests.golden import cases
+from tests.golden import cases, lora
 
 MAKE_CHECKPOINT = Path(__file__).parents[3] / "shared/tools/make_checkpoint.py"
 MAKE_GOLDEN = Path(__file__).parents[2] / "tools/make_golden.py"
@@ -47,9 +49,13 @@ def load_make_golden():
     return module
 
 
+# {case: the case it would equal if its LoRA were ignored}: the LoRA must move the image far past the tolerance.
+LORA_BASELINES = {"lora_0_8": "euler_normal", "lora_chain": "lora_0_8", "lora_model_only_neg_0_5": "euler_normal"}
+
+
 @pytest.fixture(scope="session")
 def parity_base(tmp_path_factory) -> Path:
-    """A comfyd base directory whose models/checkpoints/ holds the checkpoint the golden images were made with."""
+    """A comfyd base directory holding the checkpoint and LoRAs the golden images were made with."""
     if not MAKE_CHECKPOINT.is_file():
         pytest.skip(f"{MAKE_CHECKPOINT} not found: the parity checkpoint is written by shared/tools beside the checkout")
     base = tmp_path_factory.mktemp("parity")
@@ -57,6 +63,7 @@ def parity_base(tmp_path_factory) -> Path:
     target.parent.mkdir(parents=True)
     subprocess.run([sys.executable, str(MAKE_CHECKPOINT), str(target), *cases.CHECKPOINT_ARGS],
                    check=True, capture_output=True)
+    lora.write_parity_loras(base / "models" / "loras")
     return base
 
 
@@ -106,10 +113,20 @@ def pixels(path: Path) -> np.ndarray:
 def test_golden_data_covers_every_case_and_is_intact():
     assert list(GOLDEN["cases"]) == list(cases.CASES)
     assert GOLDEN["checkpoint"] == {"name": cases.CHECKPOINT, "make_checkpoint_args": list(cases.CHECKPOINT_ARGS)}
+    # the inputs and LoRAs the tests hand comfyd are those the golden images were made from
+    assert GOLDEN["inputs"] == {i.name: hashlib.sha256(i.read_bytes()).hexdigest() for i in cases.INPUT_IMAGES}
+    assert GOLDEN["loras"] == {name: lora.fingerprint(seed) for name, seed in lora.PARITY_LORAS.items()}
     for files in GOLDEN["cases"].values():
         for f in files:
             data = (cases.GOLDEN_DIR / f["file"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == f["sha256"], f["file"]
+
+
+@pytest.mark.parametrize(("case", "baseline"), LORA_BASELINES.items())
+def test_lora_cases_differ_from_their_graph_without_the_lora(case, baseline):
+    [ours], [theirs] = GOLDEN["cases"][case], GOLDEN["cases"][baseline]
+    diff = np.abs(pixels(cases.GOLDEN_DIR / ours["file"]) - pixels(cases.GOLDEN_DIR / theirs["file"]))
+    assert diff.mean() > 100 * MAX_MEAN_DIFF
 
 
 @pytest.mark.parametrize("case", list(cases.CASES))

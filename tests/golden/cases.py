@@ -1,17 +1,28 @@
 """Parity cases: small ComfyUI API-format graphs run on upstream ComfyUI (golden images) and on comfyd.
 
 Every case uses the seeded random-weight SD1.5 checkpoint written by shared/tools/make_checkpoint.py with
-CHECKPOINT_ARGS, and (for img2img) the committed INPUT_IMAGE. Each builder returns a fresh prompt whose only
-output node is a SaveImage with id OUTPUT_NODE; its images are the case's golden files `<case>_<i>.png`.
+CHECKPOINT_ARGS; the server's input folder needs INPUT_IMAGES (make_golden.py uploads them) and its models/loras/
+the files of lora.PARITY_LORAS (written by ``python tests/golden/lora.py <models>/loras``). Each builder returns a
+fresh prompt whose only output node is a SaveImage with id OUTPUT_NODE; its images are the case's golden files
+`<case>_<i>.png`.
+
+INPUT_MASKED is input_64.png with an alpha channel: opaque except a disc of radius 12 around (40, 28) that is
+fully transparent, fading back to opaque over the next 6 pixels (alpha = clip((r - 12) / 6, 0, 1) * 255), so
+LoadImage's mask (1 - alpha) has soft edges for the mask resizing and rounding to act on.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
+from .lora import PARITY_LORAS
+
 CHECKPOINT = "tiny-sd15.safetensors"
 CHECKPOINT_ARGS = ("--seed", "0", "--profile", "tiny")
 INPUT_IMAGE = Path(__file__).with_name("input_64.png")
+INPUT_MASKED = Path(__file__).with_name("input_64_rgba.png")
+INPUT_IMAGES = (INPUT_IMAGE, INPUT_MASKED)
+LORA_A, LORA_B = PARITY_LORAS
 GOLDEN_DIR = Path(__file__).with_name("sd15")
 OUTPUT_NODE = "9"
 
@@ -20,10 +31,12 @@ NEGATIVE = "blurry, low quality"
 LONG_PROMPT = ", ".join(["a very detailed oil painting of a lighthouse on a rocky coast at sunset"] * 8)
 
 
-def _ksampler(latent, *, seed, steps=3, cfg=7.0, sampler="euler", scheduler="normal", denoise=1.0):
+def _ksampler(latent, *, seed, steps=3, cfg=7.0, sampler="euler", scheduler="normal", denoise=1.0, model=("4", 0),
+              positive_node=("6", 0)):
     return {"class_type": "KSampler", "inputs": {
         "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler, "scheduler": scheduler,
-        "denoise": denoise, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": latent}}
+        "denoise": denoise, "model": list(model), "positive": list(positive_node), "negative": ["7", 0],
+        "latent_image": latent}}
 
 
 def _graph(sampler_nodes: dict, samples, *, latent=None, positive=POSITIVE, negative=NEGATIVE, clip=("4", 1),
@@ -46,10 +59,10 @@ def _empty(width=64, height=64, batch=1):
 
 
 def txt2img(*, seed, width=64, height=64, batch=1, positive=POSITIVE, negative=NEGATIVE, clip_skip=None,
-            **sampling) -> dict:
-    extra, clip = {}, ("4", 1)
+            clip=("4", 1), extra: dict | None = None, **sampling) -> dict:
+    extra = dict(extra or {})
     if clip_skip is not None:
-        extra["10"] = {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["4", 1], "stop_at_clip_layer": clip_skip}}
+        extra["10"] = {"class_type": "CLIPSetLastLayer", "inputs": {"clip": list(clip), "stop_at_clip_layer": clip_skip}}
         clip = ("10", 0)
     return _graph({"3": _ksampler(["5", 0], seed=seed, **sampling)}, ("3", 0), latent=_empty(width, height, batch),
                   positive=positive, negative=negative, clip=clip, extra=extra)
@@ -85,6 +98,90 @@ def advanced_two_pass() -> dict:
     return _graph(passes, ("14", 0), latent=_empty())
 
 
+def loras(*chain: tuple[str, float, float]) -> dict:
+    """euler_normal's graph with LoraLoaders (file, model strength, CLIP strength) chained after the checkpoint."""
+    extra, model, clip = {}, ("4", 0), ("4", 1)
+    for node, (name, strength_model, strength_clip) in enumerate(chain, start=20):
+        extra[str(node)] = {"class_type": "LoraLoader", "inputs": {
+            "model": list(model), "clip": list(clip), "lora_name": name, "strength_model": strength_model,
+            "strength_clip": strength_clip}}
+        model, clip = (str(node), 0), (str(node), 1)
+    return txt2img(seed=1, model=model, clip=clip, extra=extra)
+
+
+def lora_model_only() -> dict:
+    extra = {"20": {"class_type": "LoraLoaderModelOnly", "inputs": {
+        "model": ["4", 0], "lora_name": LORA_A, "strength_model": -0.5}}}
+    return txt2img(seed=1, model=("20", 0), extra=extra)
+
+
+def _load_masked():
+    return {"class_type": "LoadImage", "inputs": {"image": INPUT_MASKED.name}}
+
+
+def inpaint_noise_mask() -> dict:
+    """img2img of INPUT_MASKED re-noising only where its alpha is transparent (LoadImage's mask)."""
+    nodes = {
+        "12": _load_masked(),
+        "13": {"class_type": "VAEEncode", "inputs": {"pixels": ["12", 0], "vae": ["4", 2]}},
+        "15": {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["13", 0], "mask": ["12", 1]}},
+    }
+    return _graph({"3": _ksampler(["15", 0], seed=14, steps=4, denoise=0.8)}, ("3", 0), extra=nodes)
+
+
+def inpaint_vae_encode() -> dict:
+    """VAEEncodeForInpaint: masked pixels greyed out before encoding, the rounded mask grown by 6 pixels."""
+    nodes = {
+        "12": _load_masked(),
+        "13": {"class_type": "VAEEncodeForInpaint", "inputs": {
+            "pixels": ["12", 0], "vae": ["4", 2], "mask": ["12", 1], "grow_mask_by": 6}},
+    }
+    return _graph({"3": _ksampler(["13", 0], seed=15, steps=4)}, ("3", 0), extra=nodes)
+
+
+def _encode(node, text):
+    return {node: {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["4", 1]}}}
+
+
+def _combine(first, second):
+    return {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": list(first),
+                                                             "conditioning_2": list(second)}}
+
+
+def area_composition() -> dict:
+    """The prompt everywhere plus two areas on a 128x96 image: one on the left edge over the full height, one
+    inside the image (feathered on all sides) at a lower strength, overlapping the first by 8 pixels."""
+    def area(conditioning, *, width, height, x, y, strength):
+        return {"class_type": "ConditioningSetArea", "inputs": {
+            "conditioning": [conditioning, 0], "width": width, "height": height, "x": x, "y": y, "strength": strength}}
+    nodes = {
+        **_encode("16", "a red sofa in a living room"),
+        **_encode("17", "a black cat, close-up"),
+        "18": area("16", width=64, height=96, x=0, y=0, strength=1.0),
+        "19": area("17", width=64, height=64, x=56, y=16, strength=0.7),
+        "20": _combine(("6", 0), ("18", 0)),
+        "21": _combine(("20", 0), ("19", 0)),
+    }
+    return txt2img(seed=16, width=128, height=96, positive_node=("21", 0), extra=nodes)
+
+
+def timestep_range() -> dict:
+    """One prompt for the first 40% of the schedule, another for the rest (prompt editing)."""
+    def between(conditioning, start, end):
+        return {"class_type": "ConditioningSetTimestepRange", "inputs": {
+            "conditioning": [conditioning, 0], "start": start, "end": end}}
+    nodes = {**_encode("16", "a dog in the snow"), "17": between("6", 0.0, 0.4), "18": between("16", 0.4, 1.0),
+             "19": _combine(("17", 0), ("18", 0))}
+    return txt2img(seed=17, steps=5, positive_node=("19", 0), extra=nodes)
+
+
+def conditioning_average() -> dict:
+    """30% of the prompt and 70% of LONG_PROMPT (over 77 tokens), whose conditioning is cut to the first one's length."""
+    nodes = {**_encode("16", LONG_PROMPT), "17": {"class_type": "ConditioningAverage", "inputs": {
+        "conditioning_to": ["6", 0], "conditioning_from": ["16", 0], "conditioning_to_strength": 0.3}}}
+    return txt2img(seed=18, positive_node=("17", 0), extra=nodes)
+
+
 CASES: dict[str, Callable[[], dict]] = {
     "euler_normal": lambda: txt2img(seed=1, sampler="euler", scheduler="normal"),
     "euler_ancestral_karras": lambda: txt2img(seed=2, sampler="euler_ancestral", scheduler="karras"),
@@ -102,4 +199,12 @@ CASES: dict[str, Callable[[], dict]] = {
     "long_prompt": lambda: txt2img(seed=11, positive=LONG_PROMPT),
     "clip_skip_2": lambda: txt2img(seed=12, clip_skip=-2),
     "cfg_1": lambda: txt2img(seed=13, cfg=1.0),
+    "lora_0_8": lambda: loras((LORA_A, 0.8, 0.8)),
+    "lora_chain": lambda: loras((LORA_A, 1.0, 1.0), (LORA_B, 0.6, -0.4)),
+    "lora_model_only_neg_0_5": lora_model_only,
+    "inpaint_noise_mask": inpaint_noise_mask,
+    "inpaint_vae_encode_grow_6": inpaint_vae_encode,
+    "area_composition": area_composition,
+    "timestep_range": timestep_range,
+    "conditioning_average": conditioning_average,
 }

@@ -1,0 +1,136 @@
+"""A live comfyd (a subprocess, started as a person starts it) and a recorder of what a browser page does: every
+request to comfyd with its answer, the ones that failed, console errors and uncaught page errors."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.fixtures.checkpoints import write_sd15
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+OUTPUT = ROOT / "test-output" / "browser"
+CHECKPOINT = "tiny-sd15.safetensors"
+# Where .ci/run puts the frontend ComfyUI 0.3.64 pins (comfyd serves it through --front-end-version).
+PINNED_VERSION = "1.27.10"
+PINNED_FRONTEND = ROOT / ".venv" / "web_custom_versions" / "Comfy-Org_ComfyUI_frontend" / PINNED_VERSION
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Answers upstream ComfyUI gives as well and the frontend expects on a fresh user: user.css is linked from
+# index.html, the workflow and subgraph folders do not exist yet, and comfy.templates.json is a legacy file.
+EXPECTED_404 = ("/user.css", "/api/userdata/user.css", "/api/userdata?dir=workflows&", "/api/userdata?dir=subgraphs",
+                "/api/userdata/comfy.templates.json")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Comfyd:
+    """`python -m server` on a free port with its own base directory; stopped by PID."""
+
+    def __init__(self, base: Path, *extra_args: str):
+        self.base = base
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = base / "comfyd.log"
+        args = [sys.executable, "-m", "server", "--listen", "127.0.0.1", "--port", str(self.port), "--cpu",
+                "--base-directory", str(base), *extra_args]
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_ready(90)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"comfyd exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/api/system_stats", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"comfyd did not answer within {timeout}s:\n{self.log.read_text()}")
+
+    def get_json(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+            return json.load(resp)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, 9)
+                self.process.wait(timeout=20)
+
+
+def make_base(base: Path) -> Path:
+    checkpoint = base / "models" / "checkpoints" / CHECKPOINT
+    checkpoint.parent.mkdir(parents=True)
+    write_sd15(checkpoint, seed=0)
+    return base
+
+
+class Recorder:
+    """What the page did: every request, the same-origin ones that failed, console errors, page errors."""
+
+    def __init__(self, page, origin: str):
+        self.origin = origin
+        self.requests: list[tuple[str, str, int | None]] = []
+        self.failed: list[str] = []
+        self.console_errors: list[str] = []
+        self.page_errors: list[str] = []
+        self._answered = set()
+        page.on("response", self._on_response)
+        page.on("requestfailed", self._on_failed)
+        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+
+    def _local(self, url: str) -> str | None:
+        """The path and query of a request to comfyd; None for other hosts (they fail offline) and blob:/data:."""
+        parts = urlsplit(url)
+        if f"{parts.scheme}://{parts.netloc}" != self.origin:
+            return None
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _on_response(self, response) -> None:
+        self._answered.add(response.request)
+        local = self._local(response.url)
+        if local is None:
+            return
+        self.requests.append((response.request.method, local, response.status))
+        if response.status >= 400 and not (response.status == 404 and local.startswith(EXPECTED_404)):
+            self.failed.append(f"{response.status} {response.request.method} {local}")
+
+    def _on_failed(self, request) -> None:
+        local = self._local(request.url)
+        # A request whose answer arrived and was not read (an ignored POST reply, a 404 stylesheet) is reported
+        # as aborted too; only requests without an answer count here.
+        if local is not None and request not in self._answered:
+            self.requests.append((request.method, local, None))
+            self.failed.append(f"{request.failure} {request.method} {local}")
+
+    def unexpected_console_errors(self, tolerated: tuple[str, ...] = ()) -> list[str]:
+        """Console errors other than the browser's own line for each failed resource load (those are judged by
+        status above: expected 404s, or hosts unreachable offline) and `tolerated` known frontend bugs."""
+        return [e for e in self.console_errors
+                if not e.startswith("Failed to load resource:") and not any(t in e for t in tolerated)]
+
+    def write(self, name: str) -> None:
+        """test-output/browser/<name>-requests.txt: every request to comfyd with its status, for the record."""
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        lines = sorted({f"{method} {path.split('?')[0] if path.startswith('/assets/') else path} -> {status}"
+                        for method, path, status in self.requests})
+        (OUTPUT / f"{name}-requests.txt").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,141 @@
+"""The official ComfyUI web app against a live comfyd in a real browser: it boots, lists the checkpoint, runs a
+workflow and shows the image and the job. The latest frontend (the installed comfyui-frontend-package) is tested
+fully; the one ComfyUI 0.3.64 pins (1.27.10) is served through --front-end-version when it is on disk.
+
+Screenshots and the requests the page made go to test-output/browser/."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.browser.live import (CHECKPOINT, OUTPUT, PINNED_FRONTEND, PINNED_VERSION, Comfyd, make_base)
+
+# Booted: the app, its canvas, node types registered and the default workflow (loaded last) on the canvas.
+READY = """() => !!(window.app && window.app.graph && window.app.canvas && document.querySelector('#graph-canvas')
+    && Object.keys((window.LiteGraph || {}).registered_node_types || {}).length > 0
+    && window.app.graph._nodes.length > 0)"""
+SOCKET_OPEN = "() => window.comfyAPI.api.api.socket && window.comfyAPI.api.api.socket.readyState === 1"
+CHECKPOINT_CHOICES = """() => {
+    const node = window.LiteGraph.createNode('CheckpointLoaderSimple');
+    const widget = node && node.widgets.find(w => w.name === 'ckpt_name');
+    return widget ? widget.options.values : null;
+}"""
+SAVED_IMAGE = """() => {
+    const node = window.app.graph._nodes.find(n => n.type === 'SaveImage');
+    const img = node && node.imgs && node.imgs[0];
+    return img && img.complete && img.naturalWidth > 0 ? img.src : null;
+}"""
+# Text to image on the tiny checkpoint, small and short so the CPU run takes seconds.
+WORKFLOW = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a cat", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 3, "cfg": 7.0, "sampler_name": "euler",
+                                               "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+                                               "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "browser", "images": ["8", 0]}},
+}
+# Frontend 1.27.10 throws this on every boot, against upstream ComfyUI too: a setting's onChange runs before the
+# setting is registered.
+PINNED_BOOT_BUG = "Cannot read properties of undefined (reading 'id')"
+# Frontend 1.27.10 registers model-library providers for ImageOnlyCheckpointLoader, ControlNetLoader,
+# UpscaleModelLoader, StyleModelLoader and GLIGENLoader; while comfyd lacks those node types, every model combo
+# widget fails to build (the error below, and `CheckpointLoaderSimple` shows no list).
+PINNED_MISSING_LOADERS = "Cannot read properties of undefined (reading 'name')"
+
+
+def boot(open_page, url: str):
+    page, recorder = open_page(url)
+    page.wait_for_function(READY, timeout=60_000)
+    page.wait_for_function(SOCKET_OPEN, timeout=30_000)
+    page.locator('[data-testid="queue-button"]').first.wait_for(state="visible", timeout=30_000)
+    page.keyboard.press("Escape")  # first-run dialogs (template browser, tips)
+    return page, recorder
+
+
+def registered_types(page) -> set[str]:
+    return set(page.evaluate("() => Object.keys(window.LiteGraph.registered_node_types)"))
+
+
+@pytest.fixture(scope="module")
+def comfyd(tmp_path_factory):
+    server = Comfyd(make_base(tmp_path_factory.mktemp("comfyd")))
+    yield server
+    server.stop()
+
+
+def test_boot_shows_the_canvas_the_default_workflow_and_the_checkpoint(open_page, comfyd):
+    page, recorder = boot(open_page, comfyd.url)
+    assert page.locator("#graph-canvas").is_visible()
+    assert set(comfyd.get_json("/api/object_info")) <= registered_types(page), "every comfyd node is registered"
+    assert CHECKPOINT in page.evaluate(CHECKPOINT_CHOICES)
+    page.wait_for_timeout(1000)  # let the canvas paint
+    page.screenshot(path=str(OUTPUT / "boot.png"))
+    recorder.write("boot")
+    assert recorder.failed == []
+    assert recorder.page_errors == []
+    assert recorder.unexpected_console_errors() == []
+
+
+def test_run_shows_the_image_and_the_job(open_page, comfyd):
+    page, recorder = boot(open_page, comfyd.url)
+    # The default workflow of frontend 1.58 needs models a test cannot have; load a tiny text-to-image one the way
+    # "open workflow" does with an API-format file.
+    page.evaluate("async (w) => { await window.app.loadApiJson(w, 'tiny-txt2img.json') }", WORKFLOW)
+    page.evaluate("async () => { await window.app.extensionManager.command.execute('Comfy.Canvas.FitView') }")
+    page.locator('[data-testid="queue-button"]').first.click()
+    src = page.wait_for_function(SAVED_IMAGE, timeout=90_000, polling=250).json_value()
+
+    history = comfyd.get_json("/api/history")
+    assert len(history) == 1
+    (entry,) = history.values()
+    assert entry["status"]["status_str"] == "success" and entry["status"]["completed"]
+    (image,) = entry["outputs"]["9"]["images"]
+    assert (comfyd.base / "output" / image["filename"]).is_file()
+    assert f"filename={image['filename']}" in src, "the node shows the image comfyd saved"
+
+    jobs_served = any(path.startswith("/api/jobs") and status == 200 for _, path, status in recorder.requests)
+    if jobs_served:  # frontend 1.58 lists jobs from /api/jobs only (no fallback to /queue and /history)
+        page.locator('[data-testid="queue-overlay-toggle"]').first.click()
+        page.get_by_text(image["filename"]).first.wait_for(state="visible", timeout=15_000)
+    page.screenshot(path=str(OUTPUT / "run.png"))
+    recorder.write("run")
+    assert recorder.failed == []
+    assert recorder.page_errors == []
+    assert recorder.unexpected_console_errors() == []
+
+
+@pytest.fixture(scope="module")
+def pinned_comfyd(tmp_path_factory):
+    if not (PINNED_FRONTEND / "comfyui_frontend_package" / "static" / "index.html").is_file():
+        pytest.skip(f"frontend {PINNED_VERSION} is not at {PINNED_FRONTEND} (.ci/run installs it there)")
+    base = make_base(tmp_path_factory.mktemp("comfyd-pinned"))
+    versions = base / "web_custom_versions" / "Comfy-Org_ComfyUI_frontend"
+    versions.mkdir(parents=True)
+    os.symlink(PINNED_FRONTEND, versions / PINNED_VERSION)
+    server = Comfyd(base, "--front-end-version", f"Comfy-Org/ComfyUI_frontend@v{PINNED_VERSION}")
+    yield server
+    server.stop()
+
+
+def test_pinned_frontend_boots_through_front_end_version(open_page, pinned_comfyd):
+    page, recorder = boot(open_page, pinned_comfyd.url)
+    assert page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__") == PINNED_VERSION
+    assert set(pinned_comfyd.get_json("/api/object_info")) <= registered_types(page)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(OUTPUT / "boot-pinned.png"))
+    recorder.write("boot-pinned")
+    assert recorder.failed == []
+    assert [e for e in recorder.page_errors if PINNED_BOOT_BUG not in e] == []
+    assert recorder.unexpected_console_errors(tolerated=(PINNED_MISSING_LOADERS,)) == []
+
+
+@pytest.mark.xfail(strict=True, reason="frontend 1.27.10 needs the loader node types comfyd lacks "
+                                       "(see PINNED_MISSING_LOADERS)")
+def test_pinned_frontend_lists_the_checkpoint(open_page, pinned_comfyd):
+    page, recorder = boot(open_page, pinned_comfyd.url)
+    assert CHECKPOINT in (page.evaluate(CHECKPOINT_CHOICES) or [])
+    assert recorder.unexpected_console_errors() == []
