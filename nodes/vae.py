@@ -111,7 +111,7 @@ class VAEEncodeForInpaint:
             grown = mask
         else:
             # Grow the mask a little so the seam falls inside the regenerated area in latent space.
-            kernel = torch.ones((1, 1, grow_mask_by, grow_mask_by))
+            kernel = torch.ones((1, 1, grow_mask_by, grow_mask_by), device=mask.device, dtype=mask.dtype)
             grown = torch.clamp(torch.nn.functional.conv2d(mask.round(), kernel,
                                                            padding=math.ceil((grow_mask_by - 1) / 2)), 0, 1)
         keep = (1.0 - mask.round()).squeeze(1)

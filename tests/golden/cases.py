@@ -62,7 +62,8 @@ def txt2img(*, seed, width=64, height=64, batch=1, positive=POSITIVE, negative=N
             clip=("4", 1), extra: dict | None = None, **sampling) -> dict:
     extra = dict(extra or {})
     if clip_skip is not None:
-        extra["10"] = {"class_type": "CLIPSetLastLayer", "inputs": {"clip": list(clip), "stop_at_clip_layer": clip_skip}}
+        extra["10"] = {"class_type": "CLIPSetLastLayer",
+                       "inputs": {"clip": list(clip), "stop_at_clip_layer": clip_skip}}
         clip = ("10", 0)
     return _graph({"3": _ksampler(["5", 0], seed=seed, **sampling)}, ("3", 0), latent=_empty(width, height, batch),
                   positive=positive, negative=negative, clip=clip, extra=extra)
@@ -176,7 +177,7 @@ def timestep_range() -> dict:
 
 
 def conditioning_average() -> dict:
-    """30% of the prompt and 70% of LONG_PROMPT (over 77 tokens), whose conditioning is cut to the first one's length."""
+    """30% of the prompt and 70% of LONG_PROMPT (over 77 tokens), its conditioning cut to the prompt's length."""
     nodes = {**_encode("16", LONG_PROMPT), "17": {"class_type": "ConditioningAverage", "inputs": {
         "conditioning_to": ["6", 0], "conditioning_from": ["16", 0], "conditioning_to_strength": 0.3}}}
     return txt2img(seed=18, positive_node=("17", 0), extra=nodes)
