@@ -7,8 +7,8 @@ The rules are those of the official frontend's ``graphToPrompt`` (comfyui-fronte
   every widget's value in that order, including widgets whose input is linked, plus the frontend's helper widgets
   that are not inputs: a control mode after an INT/FLOAT with ``control_after_generate`` (INT inputs named seed or
   noise_seed get one unless the option says false), a control mode and a filter after such a COMBO, and an
-  "upload" button on nodes with a media-upload combo. ``widgets_values_named`` (frontend >= 1.5x), when present,
-  gives the same values by name. Missing values take the widget's default.
+  "upload" button on nodes with a media-upload combo. Missing values take the widget's default;
+  ``widgets_values_named`` (saved since frontend 1.5x) is read only when the positional list fits no layout.
 - A linked input overrides its widget's value with ``[origin id, output slot]``; a link that resolves to nothing
   (a muted origin, a PrimitiveNode, an unconnected reroute) leaves the widget value.
 - Frontend-only nodes are not sent: Note and MarkdownNote are dropped, Reroute is followed through, and a
@@ -350,6 +350,8 @@ Source = Origin | Value | None
 
 
 class _Converter:
+    """One conversion: the flattened node instances, then each sent node's inputs resolved through them."""
+
     def __init__(self, workflow: dict, object_info: dict, rng: random.Random):
         self.object_info = object_info
         self.rng = rng
@@ -377,10 +379,10 @@ class _Converter:
             if inst.type != "PrimitiveNode":
                 continue
             named, saved = inst.node.get("widgets_values_named"), inst.node.get("widgets_values")
-            if isinstance(named, dict) and "value" in named:
-                value = named["value"]
-            elif isinstance(saved, list) and saved:
+            if isinstance(saved, list) and saved:
                 value = saved[0]
+            elif isinstance(named, dict) and "value" in named:
+                value = named["value"]
             else:
                 continue
             for link in inst.graph.links_from(str(inst.node["id"]), 0):
