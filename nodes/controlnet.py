@@ -4,7 +4,7 @@ from __future__ import annotations
 from engine import context, folders
 from engine.canny import canny
 
-from .loaders import _path
+from .loaders import model_path
 
 CATEGORY = "conditioning/controlnet"
 
@@ -14,7 +14,7 @@ def _load(name: str, *, diff_model=None):
     from engine.models.controlnet import load_control_file
 
     manager = context.model_manager()
-    path = _path("controlnet", name)
+    path = model_path("controlnet", name)
     if diff_model is not None:  # its weights depend on the model, so it is built for each one
         with manager.running(diff_model):
             control = load_control_file(path, manager.load_device, manager.unet_dtype(), diff_unet=diff_model.unet)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -350,6 +351,28 @@ class ImageScaleBy:
         return (scale_image(image, width, height, upscale_method),)
 
 
+class ImageScaleToTotalPixels:
+    """comfy_extras/nodes_post_processing.py: resize to about ``megapixels`` (MiB of pixels), keeping the aspect."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE", {}),
+                             "upscale_method": ("COMBO", {"multiselect": False, "options": list(UPSCALE_METHODS)}),
+                             "megapixels": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 16.0, "step": 0.01})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    OUTPUT_TOOLTIPS = (None,)
+    FUNCTION = "upscale"
+    CATEGORY = "image/upscaling"
+    DISPLAY_NAME = None
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_post_processing"
+
+    def upscale(self, image, upscale_method, megapixels):
+        height, width = image.shape[1:3]
+        scale = math.sqrt(int(megapixels * 1024 * 1024) / (width * height))
+        return (scale_image(image, round(width * scale), round(height * scale), upscale_method),)
+
+
 class ImagePadForOutpaint:
     @classmethod
     def INPUT_TYPES(cls):
@@ -387,7 +410,7 @@ NODE_CLASS_MAPPINGS = {
     "LoadImage": LoadImage, "LoadImageMask": LoadImageMask, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
     "SaveImageWebsocket": SaveImageWebsocket, "ImageInvert": ImageInvert, "EmptyImage": EmptyImage,
     "ImageBatch": ImageBatch, "ImageScale": ImageScale, "ImageScaleBy": ImageScaleBy,
-    "ImagePadForOutpaint": ImagePadForOutpaint,
+    "ImagePadForOutpaint": ImagePadForOutpaint, "ImageScaleToTotalPixels": ImageScaleToTotalPixels,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "LoadImage": "Load Image", "LoadImageMask": "Load Image (as Mask)", "SaveImage": "Save Image",

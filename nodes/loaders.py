@@ -7,7 +7,7 @@ from engine.models.diffusion import DiffusionModel
 from engine.models.vae import VAE
 
 
-def _path(folder: str, name: str):
+def model_path(folder: str, name: str):
     path = folders.get_full_path(folder, name)
     if path is None:
         raise FileNotFoundError(f"{folder}/{name} was not found in any {folder} folder")
@@ -19,7 +19,7 @@ def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
     from engine.models.load import load_checkpoint
 
     manager = context.model_manager()
-    path = _path("checkpoints", name)
+    path = model_path("checkpoints", name)
 
     def build():
         loaded = load_checkpoint(path, manager.load_device, manager.unet_dtype())
@@ -88,7 +88,7 @@ class UNETLoader:
         from engine.models.load import load_unet_file
 
         manager = context.model_manager()
-        path = _path("diffusion_models", unet_name)
+        path = model_path("diffusion_models", unet_name)
 
         def build():
             loaded = load_unet_file(path, manager.load_device, manager.unet_dtype())
@@ -112,7 +112,7 @@ class VAELoader:
         from engine.models.load import load_vae_file
 
         manager = context.model_manager()
-        path = _path("vae", vae_name)
+        path = model_path("vae", vae_name)
         return (manager.cached("vae", path, lambda: VAE(
             load_vae_file(path, manager.load_device, manager.vae_dtype()), manager=manager, name=vae_name)),)
 
@@ -123,7 +123,7 @@ def _text_encoder(names: list[str], family: str):
     manager = context.model_manager()
     models = {}
     for name in names:
-        path = _path("text_encoders", name)
+        path = model_path("text_encoders", name)
         loaded = manager.cached("clip", path, lambda: load_clip_file(path, manager.load_device, manager.text_dtype()))
         models[loaded.name] = loaded.model
     if family == "stable_diffusion":

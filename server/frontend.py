@@ -124,30 +124,35 @@ def resolve_web_root(base_directory: Path, version: str | None, root: Path | Non
     except argparse.ArgumentTypeError as ex:
         raise FrontendError(str(ex)) from None
     folder = Path(base_directory) / CUSTOM_VERSIONS / f"{owner}_{repo}"
-    candidates: dict[str, Path] = {}
-    if folder.is_dir():
-        for entry in folder.iterdir():
-            found = _web_root_in(entry) if entry.is_dir() else None
-            if found is not None:
-                candidates[entry.name.lstrip("v")] = found
-    installed_version = _dist_version(FRONTEND_DIST)
-    official = (owner.lower(), repo.lower()) == OFFICIAL_REPO
-    if official and installed_version and installed_web_root() is not None:
-        candidates.setdefault(installed_version, installed_web_root())
-    if wanted in ("latest", "prerelease"):
+    candidates = _versions_on_disk(folder, official=(owner.lower(), repo.lower()) == OFFICIAL_REPO)
+    wanted = wanted.lstrip("v")
+    if wanted in ("latest", "prerelease") and candidates:
         # Offline, "latest" can only mean the newest version present.
-        if candidates:
-            newest = max(candidates, key=_numeric)
-            log.info("frontend %s resolved to %s on disk", version, newest)
-            return candidates[newest]
-    elif wanted.lstrip("v") in candidates:
-        return candidates[wanted.lstrip("v")]
-    plain = wanted.lstrip("v")
-    example = plain if plain[0].isdigit() else "X.Y.Z"
+        newest = max(candidates, key=_numeric)
+        log.info("frontend %s resolved to %s on disk", version, newest)
+        return candidates[newest]
+    if wanted in candidates:
+        return candidates[wanted]
+    example = wanted if wanted[0].isdigit() else "X.Y.Z"
     raise FrontendError(
         f"frontend {version} is not on disk, and comfyd does not download frontends. Put that release in "
         f"{folder / example} (e.g. `pip install --no-deps --target {folder / example} "
         f"{FRONTEND_DIST}=={example}`), or serve a folder with --front-end-root.")
+
+
+def _versions_on_disk(folder: Path, *, official: bool) -> dict[str, Path]:
+    """version -> web root: the version folders under `folder`, and for the official repository the installed
+    package as well."""
+    found = {}
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            root = _web_root_in(entry) if entry.is_dir() else None
+            if root is not None:
+                found[entry.name.lstrip("v")] = root
+    installed_version, installed = _dist_version(FRONTEND_DIST), installed_web_root()
+    if official and installed_version and installed is not None:
+        found.setdefault(installed_version, installed)
+    return found
 
 
 class Frontend:
@@ -176,7 +181,8 @@ class Frontend:
                         for p in sorted((self.web_root / "extensions").rglob("*.js"))]
         for package in packages:
             if package.web_directory is not None:
-                scripts += [f"/extensions/{urllib.parse.quote(package.name)}/{p.relative_to(package.web_directory).as_posix()}"
+                prefix = f"/extensions/{urllib.parse.quote(package.name)}/"
+                scripts += [prefix + p.relative_to(package.web_directory).as_posix()
                             for p in sorted(package.web_directory.rglob("*.js"))]
         return scripts
 

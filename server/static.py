@@ -65,8 +65,8 @@ async def cache_control(request: web.Request, handler):
     return response
 
 
-def locate(roots, relative: str) -> Path:
-    """The file `relative` under the first root that has it; 400/403/404 as an HTTP error. Blocking."""
+def locate(roots, relative: str) -> Path | None:
+    """The file `relative` under the first root that has it, or None; 400/403 as an HTTP error. Blocking."""
     if "\x00" in relative or any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES
                                  for part in relative.split("/")):
         raise bad_request("Invalid file name.", relative[:200])
@@ -76,11 +76,13 @@ def locate(roots, relative: str) -> Path:
             raise bad_request("The path leaves the served folder.", relative[:200], status=403)
         if path.is_file():
             return path
-    raise web.HTTPNotFound()
+    return None
 
 
-async def serve(roots, relative: str) -> web.FileResponse:
+async def serve(roots, relative: str) -> web.StreamResponse:
     path = await asyncio.to_thread(locate, [r for r in roots if r is not None], relative)
+    if path is None:
+        return web.Response(status=404)  # as upstream: an empty 404 for anything not routed or not there
     return web.FileResponse(path, headers={"Content-Type": media_type(path)})
 
 

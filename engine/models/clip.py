@@ -44,13 +44,17 @@ class TextEncoder:
     def _embedding(self, profile, name: str):
         return embeddings.load_embedding(self.embedding_roots, name, profile.embedding_size, profile.embedding_key)
 
-    def encode_from_tokens(self, tokens: dict[str, list], return_pooled: bool = False):
+    def encode_from_tokens(self, tokens: dict[str, list], return_pooled: bool | str = False):
+        """cond, or (cond, pooled) with `return_pooled`; "unprojected" gives the pooled output before the text
+        projection (ComfyUI's option, used by GLIGEN)."""
+        unprojected = return_pooled == "unprojected"
         results = {}
         for name, chunks in tokens.items():
             model = self.models[name]
             profile = self.profiles[name]
             with self.manager.running(self) if self.manager else contextlib.nullcontext():
-                encoder = text.HFClipEncoder(model, profile, layer_idx=self.layer_idx)
+                encoder = text.HFClipEncoder(model, profile, layer_idx=self.layer_idx,
+                                             projected_pooled=False if unprojected else None)
                 results[name] = text.encode_chunks(chunks, encoder, profile)
         if "l" in results and "g" in results:
             joined = text.join_encoders(results["l"], results["g"])

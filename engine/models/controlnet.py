@@ -25,8 +25,8 @@ from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING, conver
 
 from ..resize import common_upscale
 from . import convert
-from .detect import FAMILIES, CheckpointError, UNetSpec, _count, _unet_family, detect_unet
-from .load import CastingReader, _assemble, open_checkpoint
+from .detect import FAMILIES, CheckpointError, UNetSpec, count_indices, detect_unet, unet_family
+from .load import CastingReader, assemble, open_checkpoint
 from .t2i_adapter import Adapter, AdapterLayout, detect_adapter, diffusers_adapter_names
 
 log = logging.getLogger("comfyd.models")
@@ -141,9 +141,6 @@ class ControlBase:
         self.previous = previous
         return self
 
-    def chain(self) -> list["ControlBase"]:
-        return [self] + (self.previous.chain() if self.previous is not None else [])
-
     def active(self, model_sampling, sigma: torch.Tensor) -> bool:
         current = float(sigma[0])
         start, end = (model_sampling.percent_to_sigma(p) for p in self.percent_range)
@@ -230,7 +227,8 @@ class T2IAdapter(ControlBase):
         height = math.ceil(x.shape[2] * HINT_SCALE / factor) * factor
         with self._running():
             parameter = next(network.parameters())
-            hint = common_upscale(self.hint, width, height, HINT_UPSCALE, "center").to(parameter.device, parameter.dtype)
+            hint = common_upscale(self.hint, width, height, HINT_UPSCALE, "center")
+            hint = hint.to(parameter.device, parameter.dtype)
             if network.layout.hint_channels == 1 and hint.shape[1] > 1:
                 hint = hint.mean(dim=1, keepdim=True)
             features = network(broadcast_hint(hint, x.shape[0], chunks))
@@ -265,15 +263,15 @@ def diffusers_unet_spec(shapes: Mapping, name: str) -> UNetSpec:
     """The UNetSpec of a ControlNet saved with diffusers' names (its down and middle blocks)."""
     keys = list(shapes)
     model_channels = shapes["conv_in.weight"][0]
-    levels = _count(keys, "down_blocks.{}.resnets.")
-    per_level = _count(keys, "down_blocks.0.resnets.")
-    depths = tuple(_count(keys, f"down_blocks.{level}.attentions.{j}.transformer_blocks.")
+    levels = count_indices(keys, "down_blocks.{}.resnets.")
+    per_level = count_indices(keys, "down_blocks.0.resnets.{}.")
+    depths = tuple(count_indices(keys, f"down_blocks.{level}.attentions.{j}.transformer_blocks.{{}}.")
                    for level in range(levels) for j in range(per_level))
     to_k, proj_in = _first(shapes, ".attn2.to_k.weight"), _first(shapes, ".proj_in.weight")
     if to_k is None:
         raise unsupported(name, "ControlNet without cross-attention")
     adm = shapes["add_embedding.linear_1.weight"][1] if "add_embedding.linear_1.weight" in shapes else None
-    family = _unet_family(adm, to_k[1], len(proj_in) == 2)
+    family = unet_family(adm, to_k[1], len(proj_in) == 2)
     if family is None:
         raise unsupported(name, f"ControlNet with adm_in_channels={adm} and context_dim={to_k[1]}")
     traits = FAMILIES[family]
@@ -282,7 +280,7 @@ def diffusers_unet_spec(shapes: Mapping, name: str) -> UNetSpec:
         channel_mult=tuple(shapes[f"down_blocks.{i}.resnets.0.conv1.weight"][0] // model_channels
                            for i in range(levels)),
         num_res_blocks=(per_level,) * levels, transformer_depth=depths, transformer_depth_output=(),
-        transformer_depth_middle=_count(keys, "mid_block.attentions.0.transformer_blocks."), context_dim=to_k[1],
+        transformer_depth_middle=count_indices(keys, "mid_block.attentions.0.transformer_blocks.{}."), context_dim=to_k[1],
         use_linear_in_transformer=len(proj_in) == 2, adm_in_channels=adm, num_heads=traits.num_heads,
         num_head_channels=traits.num_head_channels)
 
@@ -318,7 +316,7 @@ def _build_controlnet(file, tensors: Mapping, *, diff_unet=None) -> ControlNet:
             raise unsupported(name, f"incomplete layer, missing {exc}") from None
         config = controlnet_config(spec, shapes[prefix + "input_hint_block.0.weight"][1])
         state_of = lambda _: _ldm_state_dict(tensors, prefix, config)  # noqa: E731
-    network = _assemble(lambda: ControlNetModel(**config), state_of, "ControlNet", name)
+    network = assemble(lambda: ControlNetModel(**config), state_of, "ControlNet", name)
     stem = os.path.splitext(name)[0]
     return ControlNet(network, global_average_pooling=stem.endswith(("_shuffle", "_shuffle_fp16")))
 
@@ -344,5 +342,5 @@ def load_control_file(path: str | os.PathLike, device: torch.device | str, dtype
         if layout is None:
             raise unsupported(file.name, "no ControlNet 'zero_convs' or T2I-Adapter 'body' keys")
         tensors = CastingReader(renamed, lambda k: file.read(names[k]), device, torch.float32)
-        network = _assemble(lambda: Adapter(layout), lambda _: dict(tensors), "T2I-Adapter", file.name)
+        network = assemble(lambda: Adapter(layout), lambda _: dict(tensors), "T2I-Adapter", file.name)
         return T2IAdapter(network)

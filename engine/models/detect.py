@@ -160,7 +160,7 @@ def _split(values: Sequence[int], counts: Iterable[int]) -> tuple[tuple[int, ...
     return tuple(out)
 
 
-def _count(keys: Iterable[str], fmt: str) -> int:
+def count_indices(keys: Iterable[str], fmt: str) -> int:
     """How many consecutive indices i have some key starting with ``fmt.format(i)``."""
     keys = tuple(keys)
     n = 0
@@ -172,7 +172,7 @@ def _count(keys: Iterable[str], fmt: str) -> int:
 def _transformer(shapes: Shapes, keys: Sequence[str], prefix: str) -> tuple[int, int, bool] | None:
     """(depth, context_dim, linear proj_in) of the spatial transformer at ``prefix``, if there is one."""
     blocks = prefix + "transformer_blocks."
-    depth = _count((k for k in keys if k.startswith(blocks)), blocks + "{}.")
+    depth = count_indices((k for k in keys if k.startswith(blocks)), blocks + "{}.")
     if depth == 0:
         return None
     context_dim = shapes[blocks + "0.attn2.to_k.weight"][1]
@@ -194,7 +194,7 @@ def detect_unet(shapes: Shapes, prefix: str, name: str) -> tuple[str, UNetSpec]:
     channel_mult, num_res_blocks, depth_in = [], [], []
     level_blocks, level_mult = 0, 0
     context_dim, linear = None, False
-    for i in range(_count(keys, prefix + "input_blocks.{}.")):
+    for i in range(count_indices(keys, prefix + "input_blocks.{}.")):
         block = f"{prefix}input_blocks.{i}."
         if block + "0.op.weight" in shapes:  # a downsampler closes the level
             num_res_blocks.append(level_blocks)
@@ -211,14 +211,14 @@ def detect_unet(shapes: Shapes, prefix: str, name: str) -> tuple[str, UNetSpec]:
     channel_mult.append(level_mult)
 
     depth_out = []
-    for i in reversed(range(_count(keys, prefix + "output_blocks.{}."))):
+    for i in reversed(range(count_indices(keys, prefix + "output_blocks.{}."))):
         block = f"{prefix}output_blocks.{i}."
         if block + "0.in_layers.0.weight" in shapes:
             found = _transformer(shapes, keys, block + "1.")
             depth_out.append(found[0] if found else 0)
 
     if prefix + "middle_block.1.proj_in.weight" in shapes:
-        depth_mid = _count(keys, prefix + "middle_block.1.transformer_blocks.{}.")
+        depth_mid = count_indices(keys, prefix + "middle_block.1.transformer_blocks.{}.")
     elif prefix + "middle_block.0.in_layers.0.weight" in shapes:
         depth_mid = -1
     else:
@@ -226,7 +226,7 @@ def detect_unet(shapes: Shapes, prefix: str, name: str) -> tuple[str, UNetSpec]:
 
     if context_dim is None:
         raise unrecognised(name, "UNet without cross-attention")
-    family = _unet_family(adm, context_dim, linear)
+    family = unet_family(adm, context_dim, linear)
     if family is None:
         raise unrecognised(name, f"UNet with adm_in_channels={adm} and context_dim={context_dim}")
     traits = FAMILIES[family]
@@ -238,7 +238,7 @@ def detect_unet(shapes: Shapes, prefix: str, name: str) -> tuple[str, UNetSpec]:
         num_head_channels=traits.num_head_channels)
 
 
-def _unet_family(adm: int | None, context_dim: int, linear: bool) -> str | None:
+def unet_family(adm: int | None, context_dim: int, linear: bool) -> str | None:
     if adm is None:
         return "sd2" if linear else "sd1"
     # The refiner's context is bigG alone, which is also its pooled width; SDXL base's context is CLIP-L + bigG.
@@ -265,14 +265,14 @@ def detect_text_encoder(shapes: Shapes, prefix: str, name: str | None = None) ->
     if layout == "transformers":
         token = shapes[root + "embeddings.token_embedding.weight"]
         positions = shapes[root + "embeddings.position_embedding.weight"][0]
-        num_layers = _count(keys, root + "encoder.layers.{}.")
+        num_layers = count_indices(keys, root + "encoder.layers.{}.")
         intermediate = shapes[root + "encoder.layers.0.mlp.fc1.weight"][0]
         projection_key = prefix + "text_projection.weight"
         projection_dim = shapes[projection_key][0] if projection_key in shapes else None
     else:
         token = shapes[root + "token_embedding.weight"]
         positions = shapes[root + "positional_embedding"][0]
-        num_layers = _count(keys, root + "transformer.resblocks.{}.")
+        num_layers = count_indices(keys, root + "transformer.resblocks.{}.")
         intermediate = shapes[root + "transformer.resblocks.0.mlp.c_fc.weight"][0]
         projection_key = root + "text_projection"
         projection_dim = shapes[projection_key][1] if projection_key in shapes else None
@@ -295,12 +295,12 @@ def detect_vae(shapes: Shapes, prefixes: Sequence[str] = VAE_PREFIXES) -> VaeSpe
     keys = [k for k in shapes if k.startswith(prefix + "encoder.down.")]
     conv_in = shapes[prefix + "encoder.conv_in.weight"]
     base = conv_in[0]
-    levels = _count(keys, prefix + "encoder.down.{}.")
+    levels = count_indices(keys, prefix + "encoder.down.{}.")
     return VaeSpec(
         prefix=prefix, in_channels=conv_in[1], out_channels=shapes[prefix + "decoder.conv_out.weight"][0],
         base_channels=base,
         channel_mult=tuple(shapes[f"{prefix}encoder.down.{i}.block.0.conv1.weight"][0] // base for i in range(levels)),
-        num_res_blocks=_count(keys, prefix + "encoder.down.0.block.{}."),
+        num_res_blocks=count_indices(keys, prefix + "encoder.down.0.block.{}."),
         latent_channels=shapes[prefix + "decoder.conv_in.weight"][1],
         use_quant_conv=prefix + "quant_conv.weight" in shapes)
 

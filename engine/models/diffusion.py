@@ -7,6 +7,7 @@ import copy
 import torch
 
 from ..sampling.model_sampling import ModelSampling, discrete_model_sampling
+from . import unclip
 
 # Default aesthetic scores of the SDXL refiner's conditioning, as ComfyUI uses them.
 REFINER_POSITIVE_SCORE = 6.0
@@ -48,8 +49,9 @@ class DiffusionModel:
         return latent / self.latent_scale
 
     def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, *, width: int, height: int,
-                    prompt_type: str = "positive", latent_image=None, denoise_mask=None) -> dict:
-        """The model inputs one conditioning entry contributes (ComfyUI's `extra_conds`)."""
+                    prompt_type: str = "positive", latent_image=None, denoise_mask=None, seed: int = 0) -> dict:
+        """The model inputs one conditioning entry contributes (ComfyUI's `extra_conds`); `seed` is the sampling
+        seed (unCLIP's embedding noise derives from it)."""
         out = {"c_crossattn": cond}
         pooled = options.get("pooled_output")
         if self.family == "sdxl":
@@ -62,8 +64,11 @@ class DiffusionModel:
         else:
             ids = None
         if ids is not None:
-            if pooled is None:
-                pooled = torch.zeros((1, self.unet.config.projection_class_embeddings_input_dim - 256 * len(ids)))
+            pooled_width = self.unet.config.projection_class_embeddings_input_dim - 256 * len(ids)
+            if options.get("unclip_conditioning"):  # revision: image embeddings replace the pooled text
+                pooled = unclip.sdxl_pooled(options["unclip_conditioning"], seed, pooled_width)
+            elif pooled is None:
+                pooled = torch.zeros((1, pooled_width))
             out["text_embeds"] = pooled
             out["time_ids"] = torch.tensor([ids], dtype=torch.float32).repeat(pooled.shape[0], 1)
         if self.in_channels == 9:  # inpainting UNet: mask + masked image as extra input channels
@@ -84,8 +89,10 @@ class DiffusionModel:
         return torch.cat((mask, masked), dim=1)
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor,
-                    text_embeds=None, time_ids=None, c_concat=None, control=None, **unused) -> torch.Tensor:
-        """`control`: the Residuals (engine.models.controlnet) that ControlNets / T2I-Adapters add, or None."""
+                    text_embeds=None, time_ids=None, c_concat=None, control=None, gligen=None,
+                    **unused) -> torch.Tensor:
+        """`control`: the Residuals (engine.models.controlnet) that ControlNets / T2I-Adapters add, or None;
+        `gligen`: a cond's GLIGEN entry (engine.models.gligen), or None."""
         ms = self.model_sampling
         sigma = sigma.to(x.device)
         model_input = ms.calculate_input(sigma, x)
@@ -97,7 +104,11 @@ class DiffusionModel:
             added = {"text_embeds": text_embeds.to(x.device, dtype), "time_ids": time_ids.to(x.device, dtype)}
         with self.manager.running(self) if self.manager else contextlib.nullcontext():
             residuals = control.unet_kwargs(self.unet, x.device) if control is not None else {}
+            grounding = {}
+            if gligen is not None:
+                from .gligen import grounding_kwargs  # diffusers' GLIGEN modules are imported when first used
+                grounding = grounding_kwargs(gligen, self.unet, x)
             output = self.unet(model_input.to(dtype), ms.timestep(sigma).float(),
                                encoder_hidden_states=c_crossattn.to(x.device, dtype),
-                               added_cond_kwargs=added, return_dict=False, **residuals)[0].float()
+                               added_cond_kwargs=added, return_dict=False, **residuals, **grounding)[0].float()
         return ms.calculate_denoised(sigma, output, x)

@@ -157,7 +157,7 @@ def _rebuild_meta_buffers(model: torch.nn.Module) -> None:
                                    persistent=False)
 
 
-def _assemble(factory: Callable[[], torch.nn.Module], state_of: Callable[[torch.nn.Module], dict], what: str,
+def assemble(factory: Callable[[], torch.nn.Module], state_of: Callable[[torch.nn.Module], dict], what: str,
               name: str):
     """Build on ``meta``, convert the tensors for that model, check the names, adopt the tensors as parameters."""
     with torch.device("meta"):
@@ -176,13 +176,13 @@ def build_unet(spec: UNetSpec, tensors: Mapping[str, torch.Tensor], *,
         config = convert.unet_config(spec)
     except ValueError as exc:
         raise unrecognised(name, f"unsupported layout: {exc}") from None
-    return _assemble(lambda: UNet2DConditionModel(**config),
+    return assemble(lambda: UNet2DConditionModel(**config),
                      lambda _: convert.unet_state_dict(spec, tensors, config), "UNet", name)
 
 
 def build_vae(spec: VaeSpec, tensors: Mapping[str, torch.Tensor], *, name: str = "checkpoint") -> AutoencoderKL:
     config = convert.vae_config(spec)
-    return _assemble(lambda: AutoencoderKL(**config), lambda _: convert.vae_state_dict(spec, tensors, config),
+    return assemble(lambda: AutoencoderKL(**config), lambda _: convert.vae_state_dict(spec, tensors, config),
                      "VAE", name)
 
 
@@ -190,7 +190,7 @@ def build_text_encoder(spec: TextEncoderSpec, tensors: Mapping[str, torch.Tensor
                        name: str = "checkpoint") -> LoadedTextEncoder:
     cls = CLIPTextModelWithProjection if spec.projection_dim else CLIPTextModel
     config = convert.text_config(spec)
-    model = _assemble(lambda: cls(config), lambda m: convert.text_state_dict(spec, tensors, m),
+    model = assemble(lambda: cls(config), lambda m: convert.text_state_dict(spec, tensors, m),
                       f"text encoder {spec.name}", name)
     return LoadedTextEncoder(spec, model)
 

@@ -142,6 +142,8 @@ def _networks(owner):
         yield "vae", owner.autoencoder
     elif hasattr(owner, "control_model"):
         yield "control", owner.control_model
+    elif hasattr(owner, "image_encoder"):
+        yield "clip_vision", owner.image_encoder
 
 
 def _device_of(network: torch.nn.Module) -> torch.device:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .detect import _count
+from .detect import count_indices
 
 FULL_BLOCKS_PER_LEVEL = 2
 XL_IN_CHANNELS = (256, 768)
@@ -51,13 +51,13 @@ class AdapterLayout:
 def detect_adapter(shapes: Mapping[str, Sequence[int]]) -> AdapterLayout | None:
     """The layout of an original-keyed T2I-Adapter, or None when the keys are not one."""
     if "body.0.in_conv.weight" in shapes:
-        levels = _count(shapes, "body.{}.out_conv.")
+        levels = count_indices(shapes, "body.{}.out_conv.")
         return AdapterLayout(
             kind="light", in_channels=shapes["body.0.in_conv.weight"][1],
             channels=tuple(shapes[f"body.{i}.out_conv.weight"][0] for i in range(levels)),
-            blocks_per_level=_count(shapes, "body.0.body.{}."))
+            blocks_per_level=count_indices(shapes, "body.0.body.{}."))
     if "conv_in.weight" in shapes and "body.0.block2.weight" in shapes:
-        blocks = _count(shapes, "body.{}.block1.")
+        blocks = count_indices(shapes, "body.{}.block1.")
         in_channels = shapes["conv_in.weight"][1]
         return AdapterLayout(
             kind="full", in_channels=in_channels,

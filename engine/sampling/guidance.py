@@ -6,7 +6,8 @@ that apply are run through the model (batched where their shapes allow) and blen
 `uncond + (cond - uncond) * cfg` as ComfyUI computes it.
 
 The model is anything with `model_sampling`, `apply_model(x, sigma, **model_conds) -> denoised` and
-`extra_conds(cond, options, noise, width, height, latent_image, denoise_mask) -> dict` (engine.models.diffusion).
+`extra_conds(cond, options, noise, width, height, latent_image, denoise_mask, seed) -> dict`
+(engine.models.diffusion).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class Cond:
     sigma_end: float | None = None  # inactive below this sigma (end_percent)
     options: dict = dataclasses.field(default_factory=dict)
     control: object = None  # options["control"]: a ControlNet / T2I-Adapter chain (engine.models.controlnet)
+    gligen: tuple | None = None  # options["gligen"]: ("position", Gligen, boxes) (engine.models.gligen)
 
 
 def _resolve_area(options: dict, dims: tuple[int, int]):
@@ -52,7 +54,7 @@ def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
 
 
 def prepare(conditioning: list, model, noise: torch.Tensor, *, latent_image=None, denoise_mask=None,
-            prompt_type: str = "positive") -> list[Cond]:
+            prompt_type: str = "positive", seed: int = 0) -> list[Cond]:
     """Resolve a CONDITIONING list for one sampling run on latents shaped like `noise`."""
     dims = tuple(noise.shape[2:])
     ms = model.model_sampling
@@ -71,13 +73,13 @@ def prepare(conditioning: list, model, noise: torch.Tensor, *, latent_image=None
         start, end = options.get("start_percent"), options.get("end_percent")
         model_conds = model.extra_conds(
             tensor, options, noise, width=options.get("width", dims[1] * 8), height=options.get("height", dims[0] * 8),
-            prompt_type=prompt_type, latent_image=latent_image, denoise_mask=denoise_mask)
+            prompt_type=prompt_type, latent_image=latent_image, denoise_mask=denoise_mask, seed=seed)
         conds.append(Cond(
             model_conds=model_conds, area=area, strength=options.get("strength", 1.0), mask=mask,
             mask_strength=options.get("mask_strength", 1.0),
             sigma_start=None if start is None else float(ms.percent_to_sigma(start)),
             sigma_end=None if end is None else float(ms.percent_to_sigma(end)),
-            options=options, control=options.get("control")))
+            options=options, control=options.get("control"), gligen=options.get("gligen")))
     return conds
 
 
@@ -104,21 +106,32 @@ def add_opposite_areas(conds: list[Cond], others: list[Cond]) -> None:
         others.append(dataclasses.replace(c, model_conds=dict(smallest.model_conds)))
 
 
-def share_control_with_uncond(positive: list[Cond], negative: list[Cond]) -> None:
-    """ControlNetApply (the old node) marks its conds "control_apply_to_uncond": unless a whole-image negative
-    already has a control, the whole-image negatives without one take those positives' controls in turn."""
-    def whole(c):
-        return "area" not in c.options
+def _whole(c: Cond) -> bool:
+    return "area" not in c.options
 
-    controls = [c.control for c in positive
-                if whole(c) and c.control is not None and c.options.get("control_apply_to_uncond", False)]
-    free = [i for i, c in enumerate(negative) if whole(c)]
-    if not controls or not free or any(negative[i].control is not None for i in free):
+
+def _share_with_uncond(values: list, negative: list[Cond], field: str) -> None:
+    """Unless a whole-image negative already has a `field`, the whole-image negatives take `values` in turn."""
+    free = [i for i, c in enumerate(negative) if _whole(c)]
+    if not values or not free or any(getattr(negative[i], field) is not None for i in free):
         return
     originals = {i: negative[i] for i in free}
-    for n, control in enumerate(controls):
+    for n, value in enumerate(values):
         index = free[n % len(free)]
-        negative[index] = dataclasses.replace(originals[index], control=control)
+        negative[index] = dataclasses.replace(originals[index], **{field: value})
+
+
+def share_control_with_uncond(positive: list[Cond], negative: list[Cond]) -> None:
+    """ControlNetApply (the old node) marks its conds "control_apply_to_uncond": the whole-image negatives take
+    those positives' controls (see _share_with_uncond)."""
+    _share_with_uncond([c.control for c in positive if _whole(c) and c.control is not None
+                        and c.options.get("control_apply_to_uncond", False)], negative, "control")
+
+
+def share_gligen_with_uncond(positive: list[Cond], negative: list[Cond]) -> None:
+    """The whole-image negatives take the whole-image positives' GLIGEN boxes, as ComfyUI gives them: the
+    unconditional prediction is grounded on the same boxes (see _share_with_uncond)."""
+    _share_with_uncond([c.gligen for c in positive if _whole(c) and c.gligen is not None], negative, "gligen")
 
 
 def _area_weights(cond: Cond, x: torch.Tensor):
@@ -181,11 +194,11 @@ def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor,
             if cond.sigma_end is not None and current < cond.sigma_end:
                 continue
             crop, weight, area = _area_weights(cond, x)
-            runs.append((index, crop, weight, area, _model_inputs(cond, crop, area), cond.control))
+            runs.append((index, crop, weight, area, _model_inputs(cond, crop, area), cond.control, cond.gligen))
     while runs:
-        # One model call for every pending run whose shapes (and control) match the first one's (cond + uncond).
+        # One model call for every pending run whose shapes (and control, GLIGEN boxes) match the first one's.
         first = runs[0]
-        group = [r for r in runs if r[1].shape == first[1].shape and r[5] is first[5]
+        group = [r for r in runs if r[1].shape == first[1].shape and r[5] is first[5] and r[6] is first[6]
                  and {k: v.shape for k, v in r[4].items()} == {k: v.shape for k, v in first[4].items()}]
         runs = [r for r in runs if not any(r is g for g in group)]
         batch_x = torch.cat([r[1] for r in group])
@@ -195,8 +208,10 @@ def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor,
         if control is not None:
             batch_conds["control"] = control.residuals(model.model_sampling, batch_x, batch_sigma, batch_conds,
                                                        len(group))
+        if first[6] is not None:
+            batch_conds["gligen"] = first[6]
         predictions = model.apply_model(batch_x, batch_sigma, **batch_conds).chunk(len(group))
-        for (index, _, weight, area, _, _), prediction in zip(group, predictions):
+        for (index, _, weight, area, *_), prediction in zip(group, predictions):
             if area is None:
                 outputs[index] += prediction * weight
                 counts[index] += weight

@@ -8,7 +8,8 @@ import torch
 
 from .. import context
 from . import ksampler, noise as noise_mod, schedules
-from .guidance import CFGDenoiser, add_opposite_areas, prepare, share_control_with_uncond
+from .guidance import (CFGDenoiser, add_opposite_areas, prepare, share_control_with_uncond,
+                       share_gligen_with_uncond)
 from .preview import latent_to_image
 
 
@@ -67,13 +68,15 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
     def conds(values, kind):
         if values is None:
             return None
-        return prepare(values, model, initial_noise, latent_image=latent_image, denoise_mask=mask, prompt_type=kind)
+        return prepare(values, model, initial_noise, latent_image=latent_image, denoise_mask=mask, prompt_type=kind,
+                       seed=noise.seed)
 
     positive, negative = conds(guider.positive, "positive"), conds(guider.negative, "negative")
     if negative is not None:
         add_opposite_areas(positive, negative)
         add_opposite_areas(negative, positive)
         share_control_with_uncond(positive, negative)
+        share_gligen_with_uncond(positive, negative)
     denoiser = CFGDenoiser(model, positive, negative, guider.cfg)
     total = len(sigmas) - 1
     ctx = context.current()

@@ -11,10 +11,10 @@ import pytest
 
 from tests.browser.live import (CHECKPOINT, OUTPUT, PINNED_FRONTEND, PINNED_VERSION, Comfyd, make_base)
 
-# Booted: the app, its canvas, node types registered and the default workflow (loaded last) on the canvas.
+# Booted: the app, its canvas and the node types registered.
 READY = """() => !!(window.app && window.app.graph && window.app.canvas && document.querySelector('#graph-canvas')
-    && Object.keys((window.LiteGraph || {}).registered_node_types || {}).length > 0
-    && window.app.graph._nodes.length > 0)"""
+    && Object.keys((window.LiteGraph || {}).registered_node_types || {}).length > 0)"""
+HAS_WORKFLOW = "() => window.app.graph._nodes.length > 0"
 SOCKET_OPEN = "() => window.comfyAPI.api.api.socket && window.comfyAPI.api.api.socket.readyState === 1"
 CHECKPOINT_CHOICES = """() => {
     const node = window.LiteGraph.createNode('CheckpointLoaderSimple');
@@ -47,13 +47,31 @@ PINNED_BOOT_BUG = "Cannot read properties of undefined (reading 'id')"
 PINNED_MISSING_LOADERS = "Cannot read properties of undefined (reading 'name')"
 
 
-def boot(open_page, url: str):
-    page, recorder = open_page(url)
+def boot(open_page, server):
+    """Open the app -> (page, recorder, template browser): a fresh user's first boot opens the template browser
+    on an empty canvas (None on later boots)."""
+    first_run = not server.get_json("/api/settings").get("Comfy.TutorialCompleted")
+    page, recorder = open_page(server.url)
     page.wait_for_function(READY, timeout=60_000)
     page.wait_for_function(SOCKET_OPEN, timeout=30_000)
     page.locator('[data-testid="queue-button"]').first.wait_for(state="visible", timeout=30_000)
-    page.keyboard.press("Escape")  # first-run dialogs (template browser, tips)
-    return page, recorder
+    templates = None
+    if first_run:
+        templates = page.get_by_role("dialog").first
+        templates.wait_for(state="visible", timeout=30_000)
+    return page, recorder, templates
+
+
+def close(page, dialog) -> None:
+    if dialog is not None:
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden", timeout=10_000)
+
+
+def open_default_workflow(page) -> None:
+    """What the "Load Default" command does."""
+    page.evaluate("async () => { await window.app.loadGraphData() }")
+    page.wait_for_function(HAS_WORKFLOW, timeout=30_000)
 
 
 def registered_types(page) -> set[str]:
@@ -67,8 +85,18 @@ def comfyd(tmp_path_factory):
     server.stop()
 
 
-def test_boot_shows_the_canvas_the_default_workflow_and_the_checkpoint(open_page, comfyd):
-    page, recorder = boot(open_page, comfyd.url)
+def test_boot_shows_templates_then_the_default_workflow_and_the_checkpoint(open_page, comfyd):
+    page, recorder, templates = boot(open_page, comfyd)
+    # A fresh user's first boot opens the template browser: comfyui-workflow-templates' index and thumbnails.
+    assert templates is not None, "this test must boot the server's fresh user first"
+    page.wait_for_function("() => Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0)"
+                           ".length >= 4", timeout=30_000)
+    page.screenshot(path=str(OUTPUT / "templates.png"))
+    thumbnails = [path for _, path, status in recorder.requests
+                  if path.startswith("/templates/") and path.endswith(".webp") and status == 200]
+    assert ("GET", "/templates/index.json", 200) in recorder.requests and thumbnails
+    close(page, templates)
+    open_default_workflow(page)
     assert page.locator("#graph-canvas").is_visible()
     assert set(comfyd.get_json("/api/object_info")) <= registered_types(page), "every comfyd node is registered"
     assert CHECKPOINT in page.evaluate(CHECKPOINT_CHOICES)
@@ -81,7 +109,8 @@ def test_boot_shows_the_canvas_the_default_workflow_and_the_checkpoint(open_page
 
 
 def test_run_shows_the_image_and_the_job(open_page, comfyd):
-    page, recorder = boot(open_page, comfyd.url)
+    page, recorder, templates = boot(open_page, comfyd)
+    close(page, templates)
     # The default workflow of frontend 1.58 needs models a test cannot have; load a tiny text-to-image one the way
     # "open workflow" does with an API-format file.
     page.evaluate("async (w) => { await window.app.loadApiJson(w, 'tiny-txt2img.json') }", WORKFLOW)
@@ -97,11 +126,17 @@ def test_run_shows_the_image_and_the_job(open_page, comfyd):
     assert (comfyd.base / "output" / image["filename"]).is_file()
     assert f"filename={image['filename']}" in src, "the node shows the image comfyd saved"
 
-    jobs_served = any(path.startswith("/api/jobs") and status == 200 for _, path, status in recorder.requests)
-    if jobs_served:  # frontend 1.58 lists jobs from /api/jobs only (no fallback to /queue and /history)
-        page.locator('[data-testid="queue-overlay-toggle"]').first.click()
-        page.get_by_text(image["filename"]).first.wait_for(state="visible", timeout=15_000)
+    # Frontend 1.58 lists jobs from /api/jobs only (no fallback to /queue and /history).
+    page.locator('[data-testid="queue-overlay-toggle"]').first.click()
+    page.get_by_text(image["filename"]).first.wait_for(state="visible", timeout=15_000)
     page.screenshot(path=str(OUTPUT / "run.png"))
+
+    # The bottom panel's terminal reads the server's recent logs and subscribes to new ones.
+    with page.expect_response(lambda r: r.url.endswith("/internal/logs/raw")) as raw, \
+            page.expect_response(lambda r: r.url.endswith("/internal/logs/subscribe")) as subscribed:
+        page.evaluate("async () => { await window.app.extensionManager.command"
+                      ".execute('Workspace.ToggleBottomPanelTab.logs-terminal') }")
+    assert raw.value.status == 200 and subscribed.value.status == 200
     recorder.write("run")
     assert recorder.failed == []
     assert recorder.page_errors == []
@@ -122,7 +157,9 @@ def pinned_comfyd(tmp_path_factory):
 
 
 def test_pinned_frontend_boots_through_front_end_version(open_page, pinned_comfyd):
-    page, recorder = boot(open_page, pinned_comfyd.url)
+    page, recorder, templates = boot(open_page, pinned_comfyd)
+    close(page, templates)
+    open_default_workflow(page)
     assert page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__") == PINNED_VERSION
     assert set(pinned_comfyd.get_json("/api/object_info")) <= registered_types(page)
     page.wait_for_timeout(1000)
@@ -136,6 +173,7 @@ def test_pinned_frontend_boots_through_front_end_version(open_page, pinned_comfy
 @pytest.mark.xfail(strict=True, reason="frontend 1.27.10 needs the loader node types comfyd lacks "
                                        "(see PINNED_MISSING_LOADERS)")
 def test_pinned_frontend_lists_the_checkpoint(open_page, pinned_comfyd):
-    page, recorder = boot(open_page, pinned_comfyd.url)
+    page, recorder, templates = boot(open_page, pinned_comfyd)
+    close(page, templates)
     assert CHECKPOINT in (page.evaluate(CHECKPOINT_CHOICES) or [])
     assert recorder.unexpected_console_errors() == []

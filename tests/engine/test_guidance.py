@@ -15,7 +15,7 @@ class ConstantModel:
         self.calls = []
 
     def extra_conds(self, cond, options, noise, width, height, prompt_type="positive", latent_image=None,
-                    denoise_mask=None):
+                    denoise_mask=None, seed=0):
         return {"c_crossattn": cond}
 
     def apply_model(self, x, sigma, c_crossattn):

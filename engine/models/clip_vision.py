@@ -1,0 +1,187 @@
+"""CLIP_VISION: CLIP image encoders (ViT-L/H/bigG) loaded into transformers' CLIPVisionModelWithProjection.
+
+Files come in the transformers layout (``vision_model.*`` + ``visual_projection.weight``, the layout of ComfyUI's
+clip_vision_g / clip_vision_h files; a whole CLIPModel's text tower is ignored) or OpenCLIP's (``visual.*``, also
+inside unCLIP/SVD checkpoints). The config is read off the shapes; what shapes cannot tell is ComfyUI's: 16
+attention heads for every CLIP vision model, quick-GELU for the OpenAI ViT-L depth and GELU for the deeper OpenCLIP
+H / bigG. Images are prepared as ComfyUI's ``clip_preprocess`` does (bicubic antialiased resize, centre crop,
+8-bit quantisation, CLIP mean/std) and the outputs are its ``clip_vision_output`` fields.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from .detect import CheckpointError, Shapes, count_indices
+from .load import CastingReader, assemble, open_checkpoint
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+VISION_HEADS = 16  # every CLIP vision config ComfyUI ships (L: 64-wide heads, H: 80, bigG: 104)
+GELU_FROM_LAYERS = 31  # ComfyUI's depth tests: 31+ layers are OpenCLIP H / bigG (GELU), fewer the OpenAI ViT-L
+HF_ROOT = "vision_model."
+HF_PROJECTION = "visual_projection.weight"
+OPEN_CLIP_PREFIXES = ("visual.", "embedder.model.visual.", "conditioner.embedders.0.open_clip.model.visual.")
+# OpenCLIP residual-block parts -> transformers encoder-layer parts (q/k/v come fused in attn.in_proj_*)
+_OPEN_CLIP_LAYER_PARTS = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1",
+                          "mlp.c_proj": "mlp.fc2", "attn.out_proj": "self_attn.out_proj"}
+
+
+@dataclass(frozen=True)
+class ClipVisionSpec:
+    layout: str  # "transformers" or "open_clip"
+    prefix: str  # where the vision tower's own keys start
+    num_layers: int
+    width: int
+    intermediate_size: int
+    patch_size: int
+    image_size: int
+    projection_dim: int
+
+    @property
+    def hidden_act(self) -> str:
+        return "gelu" if self.num_layers >= GELU_FROM_LAYERS else "quick_gelu"
+
+
+
+def detect_clip_vision(shapes: Shapes) -> ClipVisionSpec | None:
+    """The CLIP vision tower in ``{key: shape}``, or None when there is none (KeyError when one is incomplete)."""
+    if HF_ROOT + "embeddings.class_embedding" in shapes:
+        root, layout = HF_ROOT, "transformers"
+        names = {"class": "embeddings.class_embedding", "patch": "embeddings.patch_embedding.weight",
+                 "positions": "embeddings.position_embedding.weight", "layer": "encoder.layers.{}.",
+                 "fc1": "encoder.layers.0.mlp.fc1.weight"}
+    else:
+        root = next((p for p in OPEN_CLIP_PREFIXES if p + "class_embedding" in shapes), None)
+        if root is None:
+            return None
+        layout = "open_clip"
+        names = {"class": "class_embedding", "patch": "conv1.weight", "positions": "positional_embedding",
+                 "layer": "transformer.resblocks.{}.", "fc1": "transformer.resblocks.0.mlp.c_fc.weight"}
+    patch = shapes[root + names["patch"]]
+    side = math.isqrt(shapes[root + names["positions"]][0] - 1)  # patch tokens form a square grid, plus the class
+    if layout == "transformers":
+        projection = shapes[HF_PROJECTION][0] if HF_PROJECTION in shapes else None
+    else:
+        projection = shapes[root + "proj"][1] if root + "proj" in shapes else None
+    if projection is None:
+        raise KeyError("visual projection")
+    return ClipVisionSpec(layout=layout, prefix=root, num_layers=count_indices(shapes, root + names["layer"]),
+                          width=shapes[root + names["class"]][0], intermediate_size=shapes[root + names["fc1"]][0],
+                          patch_size=patch[-1], image_size=patch[-1] * side, projection_dim=projection)
+
+
+def vision_config(spec: ClipVisionSpec) -> CLIPVisionConfig:
+    return CLIPVisionConfig(
+        hidden_size=spec.width, intermediate_size=spec.intermediate_size, projection_dim=spec.projection_dim,
+        num_hidden_layers=spec.num_layers, num_attention_heads=VISION_HEADS, num_channels=3,
+        image_size=spec.image_size, patch_size=spec.patch_size, hidden_act=spec.hidden_act, layer_norm_eps=1e-5)
+
+
+def vision_state_dict(spec: ClipVisionSpec, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors under CLIPVisionModelWithProjection's names (each file tensor read once)."""
+    if spec.layout == "transformers":
+        return {k: tensors[k] for k in tensors
+                if (k.startswith(HF_ROOT) and not k.endswith("position_ids")) or k == HF_PROJECTION}
+    p, v = spec.prefix, HF_ROOT
+    out = {v + "embeddings.class_embedding": tensors[p + "class_embedding"],
+           v + "embeddings.patch_embedding.weight": tensors[p + "conv1.weight"],
+           v + "embeddings.position_embedding.weight": tensors[p + "positional_embedding"],
+           HF_PROJECTION: tensors[p + "proj"].t().contiguous()}  # OpenCLIP multiplies x @ proj
+    for ours, theirs in (("pre_layrnorm", "ln_pre"), ("post_layernorm", "ln_post")):
+        for kind in ("weight", "bias"):
+            out[f"{v}{ours}.{kind}"] = tensors[f"{p}{theirs}.{kind}"]
+    for i in range(spec.num_layers):
+        block, layer = f"{p}transformer.resblocks.{i}.", f"{v}encoder.layers.{i}."
+        for kind in ("weight", "bias"):
+            for theirs, ours in _OPEN_CLIP_LAYER_PARTS.items():
+                out[f"{layer}{ours}.{kind}"] = tensors[f"{block}{theirs}.{kind}"]
+            q, k, val = tensors[f"{block}attn.in_proj_{kind}"].chunk(3, dim=0)
+            for name, part in (("q_proj", q), ("k_proj", k), ("v_proj", val)):
+                out[f"{layer}self_attn.{name}.{kind}"] = part
+    return out
+
+
+def clip_preprocess(image: torch.Tensor, size: int, *, crop: bool = True, mean=CLIP_MEAN,
+                    std=CLIP_STD) -> torch.Tensor:
+    """[B, H, W, C] images in 0..1 -> normalised [B, 3, size, size] pixels, as ComfyUI prepares CLIP input.
+
+    With ``crop`` the short side is scaled to ``size`` and the centre cut out; without it the image is squashed.
+    """
+    pixels = image[..., :3].movedim(-1, 1)
+    height, width = pixels.shape[-2:]
+    if (height, width) != (size, size):
+        if crop:
+            scale = size / min(height, width)
+            target = (round(scale * height), round(scale * width))
+        else:
+            target = (size, size)
+        pixels = torch.nn.functional.interpolate(pixels, size=target, mode="bicubic", antialias=True)
+        top, left = (pixels.shape[2] - size) // 2, (pixels.shape[3] - size) // 2
+        pixels = pixels[:, :, top:top + size, left:left + size]
+    pixels = torch.clip(255.0 * pixels, 0, 255).round() / 255.0  # the 8-bit image the model was trained on
+    mean = torch.tensor(mean, device=pixels.device, dtype=pixels.dtype).view(3, 1, 1)
+    std = torch.tensor(std, device=pixels.device, dtype=pixels.dtype).view(3, 1, 1)
+    return (pixels - mean) / std
+
+
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to(device="cpu", dtype=torch.float32)  # ComfyUI's intermediate device
+
+
+@dataclass
+class ClipVisionOutput:
+    """CLIP_VISION_OUTPUT values (ComfyUI's clip_vision_output fields), float32 on the CPU."""
+    image_embeds: torch.Tensor  # [B, projection_dim]: post-LayerNorm class token, projected
+    last_hidden_state: torch.Tensor  # [B, tokens, width], the last layer's output (before the post-LayerNorm)
+    penultimate_hidden_states: torch.Tensor  # [B, tokens, width], the second-to-last layer's output
+
+    def __getitem__(self, key: str) -> torch.Tensor:  # ComfyUI's output is read both ways by custom nodes
+        return getattr(self, key)
+
+
+@dataclass
+class ClipVision:
+    """CLIP_VISION values: the encoder network, what it was detected as, and the manager that places it."""
+    image_encoder: CLIPVisionModelWithProjection
+    spec: ClipVisionSpec
+    manager: object = None
+    name: str = ""
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.image_size
+
+    def encode(self, image: torch.Tensor, crop: bool = True) -> ClipVisionOutput:
+        """Encode [B, H, W, C] images (CLIPVisionEncode; ``crop`` False for its "none")."""
+        with self.manager.running(self) if self.manager else contextlib.nullcontext():
+            weight = next(self.image_encoder.parameters())
+            pixels = clip_preprocess(image.to(weight.device), self.image_size, crop=crop)
+            out = self.image_encoder(pixel_values=pixels.to(weight.dtype), output_hidden_states=True)
+        return ClipVisionOutput(image_embeds=_to_host(out.image_embeds),
+                                last_hidden_state=_to_host(out.last_hidden_state),
+                                penultimate_hidden_states=_to_host(out.hidden_states[-2]))
+
+
+def load_clip_vision_file(path: str | os.PathLike, device: torch.device | str, dtype: torch.dtype, *,
+                          manager=None, name: str | None = None) -> ClipVision:
+    """A CLIP vision file (CLIPVisionLoader); CheckpointError when it holds no (complete) CLIP vision tower."""
+    device = torch.device(device)
+    with open_checkpoint(path, device) as file:
+        try:
+            spec = detect_clip_vision(file.shapes)
+        except (KeyError, IndexError) as exc:
+            raise CheckpointError(f"{file.name}: incomplete CLIP vision model, missing {exc}") from None
+        if spec is None:
+            raise CheckpointError(f"{file.name}: not a CLIP vision model (no class embedding under "
+                                  f"'{HF_ROOT}' or {', '.join(repr(p) for p in OPEN_CLIP_PREFIXES)})")
+        tensors = CastingReader(file.shapes, file.read, device, dtype)
+        model = assemble(lambda: CLIPVisionModelWithProjection(vision_config(spec)),
+                          lambda _: vision_state_dict(spec, tensors), "CLIP vision", file.name)
+    return ClipVision(model, spec, manager=manager, name=name or file.name)
