@@ -162,6 +162,8 @@ def _split(values: Sequence[int], counts: Iterable[int]) -> tuple[tuple[int, ...
 
 def count_indices(keys: Iterable[str], fmt: str) -> int:
     """How many consecutive indices i have some key starting with ``fmt.format(i)``."""
+    if "{}" not in fmt:
+        raise ValueError(f"count_indices needs a '{{}}' placeholder in {fmt!r}")
     keys = tuple(keys)
     n = 0
     while any(k.startswith(fmt.format(n)) for k in keys):
