@@ -181,6 +181,22 @@ def _model_inputs(cond: Cond, crop: torch.Tensor, area) -> dict[str, torch.Tenso
     return out
 
 
+@dataclasses.dataclass
+class _Run:
+    """One cond's share of a step: which output it adds to, its (cropped) input, weights and model inputs."""
+    index: int
+    x: torch.Tensor
+    weight: torch.Tensor
+    area: tuple | None
+    inputs: dict[str, torch.Tensor]
+    control: object
+    gligen: object
+
+    def batches_with(self, other: "_Run") -> bool:
+        return self.x.shape == other.x.shape and self.control is other.control and self.gligen is other.gligen \
+            and {k: v.shape for k, v in self.inputs.items()} == {k: v.shape for k, v in other.inputs.items()}
+
+
 def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
     """The weighted model prediction for each cond list (None lists give zeros)."""
     outputs = [torch.zeros_like(x) for _ in cond_lists]
@@ -194,31 +210,30 @@ def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor,
             if cond.sigma_end is not None and current < cond.sigma_end:
                 continue
             crop, weight, area = _area_weights(cond, x)
-            runs.append((index, crop, weight, area, _model_inputs(cond, crop, area), cond.control, cond.gligen))
+            runs.append(_Run(index, crop, weight, area, _model_inputs(cond, crop, area), cond.control, cond.gligen))
     while runs:
-        # One model call for every pending run whose shapes (and control, GLIGEN boxes) match the first one's.
+        # One model call for every pending run that can share a batch with the first (typically cond + uncond).
         first = runs[0]
-        group = [r for r in runs if r[1].shape == first[1].shape and r[5] is first[5] and r[6] is first[6]
-                 and {k: v.shape for k, v in r[4].items()} == {k: v.shape for k, v in first[4].items()}]
+        group = [r for r in runs if r.batches_with(first)]
         runs = [r for r in runs if not any(r is g for g in group)]
-        batch_x = torch.cat([r[1] for r in group])
+        batch_x = torch.cat([r.x for r in group])
         batch_sigma = torch.cat([sigma] * len(group))
-        batch_conds = {k: torch.cat([r[4][k] for r in group]) for k in first[4]}
-        control = first[5]
-        if control is not None:
-            batch_conds["control"] = control.residuals(model.model_sampling, batch_x, batch_sigma, batch_conds,
-                                                       len(group))
-        if first[6] is not None:
-            batch_conds["gligen"] = first[6]
+        batch_conds = {k: torch.cat([r.inputs[k] for r in group]) for k in first.inputs}
+        if first.control is not None:
+            batch_conds["control"] = first.control.residuals(model.model_sampling, batch_x, batch_sigma, batch_conds,
+                                                             len(group))
+        if first.gligen is not None:
+            batch_conds["gligen"] = first.gligen
         predictions = model.apply_model(batch_x, batch_sigma, **batch_conds).chunk(len(group))
-        for (index, _, weight, area, *_), prediction in zip(group, predictions):
-            if area is None:
-                outputs[index] += prediction * weight
-                counts[index] += weight
+        for run, prediction in zip(group, predictions):
+            if run.area is None:
+                outputs[run.index] += prediction * run.weight
+                counts[run.index] += run.weight
             else:
-                region = (slice(None), slice(None), slice(area[2], area[2] + area[0]), slice(area[3], area[3] + area[1]))
-                outputs[index][region] += prediction * weight
-                counts[index][region] += weight
+                h, w, y, x0 = run.area
+                region = (slice(None), slice(None), slice(y, y + h), slice(x0, x0 + w))
+                outputs[run.index][region] += prediction * run.weight
+                counts[run.index][region] += run.weight
     return [out / count for out, count in zip(outputs, counts)]
 
 
