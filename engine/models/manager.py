@@ -28,6 +28,8 @@ class _PatchState:
 
 
 class ModelManager:
+    # Kept free on the device for activations when deciding whether one more network fits.
+    RESERVE_BYTES = 1 << 30
     # How many files of each kind stay cached (LRU); kinds not listed keep DEFAULT_CACHE_SIZE.
     CACHE_SIZES = {"lora": 16}
     DEFAULT_CACHE_SIZE = 2
@@ -40,6 +42,7 @@ class ModelManager:
         # Keyed by the network itself, weakly: a freed network's state must not be found by a later one.
         self._patch_state: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.RLock()
+        self._resident: collections.OrderedDict[int, weakref.ref] = collections.OrderedDict()
 
     # -- dtype policy (ComfyUI's): half precision on CUDA, fp32 on CPU ---------------------------------------
 
@@ -85,6 +88,7 @@ class ModelManager:
         with self._lock:
             self._files.clear()
             self._patch_state.clear()
+            self._resident.clear()
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -98,14 +102,50 @@ class ModelManager:
         with self._lock:
             for target, network in networks:
                 if _device_of(network) != self.device:
-                    network.to(self.device)
+                    self._make_room(network, keep=[n for _, n in networks])
+                    self._move(network, self.device)
+                self._mark_used(network)
                 self._apply_patches(target, network, getattr(owner, "patches", ()))
             try:
                 yield
             finally:
                 if self.vram_mode == "low" and self.device != self.offload_device:
                     for _, network in networks:
-                        network.to(self.offload_device)
+                        self._move(network, self.offload_device)
+
+    # -- VRAM: networks on the device, least recently used first, offloaded when another one needs the room ------
+
+    def _move(self, network: torch.nn.Module, device: torch.device) -> None:
+        network.to(device)
+
+    def free_bytes(self) -> int:
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return free
+
+    def _mark_used(self, network: torch.nn.Module) -> None:
+        self._resident.pop(id(network), None)
+        self._resident[id(network)] = weakref.ref(network)
+
+    def _make_room(self, network: torch.nn.Module, keep: list) -> None:
+        """Offload least recently used networks until `network` fits beside a working reserve (normal mode)."""
+        if self.device.type == "cpu" or self.vram_mode == "high":
+            return
+        needed = _size(network) + self.RESERVE_BYTES
+        free = self.free_bytes()
+        for key, ref in list(self._resident.items()):
+            if free >= needed:
+                break
+            other = ref()
+            if other is None:
+                del self._resident[key]
+                continue
+            if any(other is k for k in keep) or _device_of(other) != self.device:
+                continue
+            self._move(other, self.offload_device)
+            del self._resident[key]
+            free += _size(other)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _apply_patches(self, target: str, network: torch.nn.Module, patches) -> None:
         state = self._patch_state.setdefault(network, _PatchState())
@@ -144,6 +184,11 @@ def _networks(owner):
         yield "control", owner.control_model
     elif hasattr(owner, "image_encoder"):
         yield "clip_vision", owner.image_encoder
+
+
+def _size(network: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in network.parameters()) + \
+        sum(t.numel() * t.element_size() for t in network.buffers())
 
 
 def _device_of(network: torch.nn.Module) -> torch.device:
