@@ -2,9 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch 2.13.0: on a machine without an NVIDIA GPU this resolves to the CPU wheel where one is provided
-# (set TORCH_SPEC or PIP_EXTRA_INDEX_URL to pick another build); with a GPU, pip's default CUDA build.
-TORCH_SPEC ?= torch==2.13.0
+# torch and the torchvision built for it (spandrel, for upscale models, needs torchvision), installed together so
+# pip cannot pair them wrongly. Without an NVIDIA GPU this resolves to the CPU wheels where provided (the CUDA build
+# also runs on CPU); set TORCH_SPEC (space-separated requirements) or PIP_EXTRA_INDEX_URL to pick another build.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 
 .PHONY: install run test clean
@@ -12,7 +13,7 @@ ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 

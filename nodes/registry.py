@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "nodes.latent",
     "nodes.conditioning",
     "nodes.mask",
+    "nodes.upscale",
 )
 
 

@@ -12,9 +12,10 @@ from nodes.registry import NodeRegistry
 from . import middleware, routes, static
 from .compat import PromptServer
 from .handlers.info import server_features
-from .keys import ENGINE, HUB, LOGS, SETTINGS, USERS
+from .keys import ENGINE, HUB, LOGS, SETTINGS, USERS, WEBHOOKS
 from .logs import LogBuffer
 from .userdata import UserStore
+from .webhooks import Webhooks
 from .ws import EventHub
 
 log = logging.getLogger("comfyd.server")
@@ -46,11 +47,13 @@ def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: l
     app[HUB] = hub
     app[USERS] = UserStore(engine.folders.user, multi_user=settings.multi_user)
     app[LOGS] = LogBuffer(hub)
+    app[WEBHOOKS] = Webhooks(engine)
 
     routes.add_routes(app, hub.handle)
     prompt_server.add_routes_to(app)
     static.add_static_routes(app)
     app.cleanup_ctx.append(app[LOGS].lifetime)
+    app.cleanup_ctx.append(app[WEBHOOKS].lifetime)
     app.cleanup_ctx.append(_engine_lifetime)
     return app
 

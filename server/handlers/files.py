@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from ..errors import bad_request
 from ..files import FileRef, MediaError, MediaStore, inline_content_type, render
@@ -72,7 +73,7 @@ async def _form(request: web.Request):
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[ENGINE].settings.max_upload_size
         raise bad_request(f"The upload is larger than this server's limit of {limit} bytes.", status=413)
-    except ValueError as ex:
+    except (ValueError, BadHttpMessage) as ex:  # BadHttpMessage: a part's headers are malformed
         raise bad_request("The request body is not a valid multipart form.", str(ex))
 
 

@@ -9,7 +9,8 @@ from aiohttp import web
 from engine import QueueFull
 
 from ..errors import bad_request, error_body, read_json
-from ..keys import ENGINE
+from ..keys import ENGINE, WEBHOOKS
+from ..webhooks import webhook_url
 
 
 async def get_prompt(request: web.Request) -> web.Response:
@@ -34,6 +35,7 @@ async def post_prompt(request: web.Request) -> web.Response:
             raise bad_request("client_id must be a string.", f"got {type(client_id).__name__}",
                               type_="invalid_prompt")
         extra_data = {**extra_data, "client_id": client_id}
+    webhook = webhook_url(extra_data)
 
     # Validation runs off the event loop: a huge graph must not stall other requests.
     result = await asyncio.to_thread(engine.validate, body["prompt"], body.get("partial_execution_targets"))
@@ -44,6 +46,8 @@ async def post_prompt(request: web.Request) -> web.Response:
                              front=bool(body.get("front")), extra_data=extra_data)
     except QueueFull as ex:
         raise bad_request(str(ex), type_="queue_full", status=429)
+    if webhook is not None:
+        request.app[WEBHOOKS].watch(item.prompt_id, webhook)
     return web.json_response({"prompt_id": item.prompt_id, "number": item.number, "node_errors": result.node_errors})
 
 

@@ -8,15 +8,17 @@ import json
 import uuid
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from engine import HistoryRecord, QueueFull
 
 from ..completion import Completion
 from ..errors import bad_request, error_body, read_json_object
 from ..files import FileRef, MediaError, MediaStore
-from ..keys import ENGINE
+from ..keys import ENGINE, WEBHOOKS
 from ..v1 import (JSON, V1Error, Wanted, encoded_image, image_for_digest, negotiate, output_images, outputs_answer,
                   prompt_request, succeeded)
+from ..webhooks import webhook_url
 
 # The poll interval suggested to asynchronous clients, in seconds.
 RETRY_AFTER = "1"
@@ -33,6 +35,7 @@ async def post_prompts(request: web.Request) -> web.StreamResponse:
     if engine.queue.is_full():  # before any upload is written
         raise _queue_full()
     prompt, extra_data = await _read_prompt(request)
+    webhook = webhook_url(extra_data)
 
     result = await asyncio.to_thread(engine.validate, prompt)
     if not result.ok:
@@ -45,6 +48,8 @@ async def post_prompts(request: web.Request) -> web.StreamResponse:
         if completion is not None:
             completion.cancel()
         raise _queue_full()
+    if webhook is not None:
+        request.app[WEBHOOKS].watch(prompt_id, webhook)
     if completion is None:
         return web.json_response({"prompt_id": prompt_id}, status=202, headers={
             "Location": f"/api/v1/prompts/{prompt_id}", "Retry-After": RETRY_AFTER})
@@ -140,7 +145,7 @@ async def _form(request: web.Request):
         if ex.errno in NO_SPACE:
             raise _insufficient_storage(ex)
         raise
-    except ValueError as ex:
+    except (ValueError, BadHttpMessage) as ex:  # BadHttpMessage: a part's headers are malformed
         raise bad_request("The request body is not a valid multipart form.", str(ex))
 
 
