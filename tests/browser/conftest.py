@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Recorder
+from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Comfyd, Recorder, make_base
 
 
 # Module scope: Playwright's sync API keeps its own event loop, which must be gone before asyncio tests run.
@@ -38,3 +38,11 @@ def open_page(chromium, tmp_path_factory):
     yield open_
     for context in contexts:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def comfyd(tmp_path_factory):
+    """A live comfyd with the tiny checkpoint, shared by a module's tests."""
+    server = Comfyd(make_base(tmp_path_factory.mktemp("comfyd")))
+    yield server
+    server.stop()

@@ -24,9 +24,10 @@ PINNED_FRONTEND = ROOT / ".venv" / "web_custom_versions" / "Comfy-Org_ComfyUI_fr
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Answers upstream ComfyUI gives as well and the frontend expects on a fresh user: user.css is linked from
-# index.html, the workflow and subgraph folders do not exist yet, and comfy.templates.json is a legacy file.
+# index.html, the workflow and subgraph folders do not exist yet, comfy.templates.json is a legacy file, and the
+# workflows sidebar's order file .index.json is only written once a user reorders it.
 EXPECTED_404 = ("/user.css", "/api/userdata/user.css", "/api/userdata?dir=workflows&", "/api/userdata?dir=subgraphs",
-                "/api/userdata/comfy.templates.json")
+                "/api/userdata/comfy.templates.json", "/api/userdata/workflows%2F.index.json")
 
 
 def _free_port() -> int:
@@ -43,11 +44,19 @@ class Comfyd:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = base / "comfyd.log"
-        args = [sys.executable, "-m", "server", "--listen", "127.0.0.1", "--port", str(self.port), "--cpu",
-                "--base-directory", str(base), *extra_args]
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.args = [sys.executable, "-m", "server", "--listen", "127.0.0.1", "--port", str(self.port), "--cpu",
+                     "--base-directory", str(base), *extra_args]
+        self._start()
+
+    def _start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self._wait_ready(90)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and base directory."""
+        self.stop()
+        self._start()
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -65,6 +74,12 @@ class Comfyd:
     def get_json(self, path: str):
         with urllib.request.urlopen(self.url + path, timeout=10) as resp:
             return json.load(resp)
+
+    def post_json(self, path: str, body: dict) -> int:
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -134,3 +149,63 @@ class Recorder:
         lines = sorted({f"{method} {path.split('?')[0] if path.startswith('/assets/') else path} -> {status}"
                         for method, path, status in self.requests})
         (OUTPUT / f"{name}-requests.txt").write_text("\n".join(lines) + "\n")
+
+
+# Booted: the app, its canvas and the node types registered.
+READY = """() => !!(window.app && window.app.graph && window.app.canvas && document.querySelector('#graph-canvas')
+    && Object.keys((window.LiteGraph || {}).registered_node_types || {}).length > 0)"""
+HAS_WORKFLOW = "() => window.app.graph._nodes.length > 0"
+SOCKET_OPEN = "() => window.comfyAPI.api.api.socket && window.comfyAPI.api.api.socket.readyState === 1"
+CHECKPOINT_CHOICES = """() => {
+    const node = window.LiteGraph.createNode('CheckpointLoaderSimple');
+    const widget = node && node.widgets.find(w => w.name === 'ckpt_name');
+    return widget ? widget.options.values : null;
+}"""
+SAVED_IMAGE = """() => {
+    const node = window.app.graph._nodes.find(n => n.type === 'SaveImage');
+    const img = node && node.imgs && node.imgs[0];
+    return img && img.complete && img.naturalWidth > 0 ? img.src : null;
+}"""
+# Text to image on the tiny checkpoint, small and short so the CPU run takes seconds.
+WORKFLOW = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a cat", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+    "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 3, "cfg": 7.0, "sampler_name": "euler",
+                                               "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
+                                               "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "browser", "images": ["8", 0]}},
+}
+
+
+def boot(open_page, server):
+    """Open the app -> (page, recorder, template browser): a fresh user's first boot opens the template browser
+    on an empty canvas (None on later boots)."""
+    first_run = not server.get_json("/api/settings").get("Comfy.TutorialCompleted")
+    page, recorder = open_page(server.url)
+    page.wait_for_function(READY, timeout=60_000)
+    page.wait_for_function(SOCKET_OPEN, timeout=30_000)
+    page.locator('[data-testid="queue-button"]').first.wait_for(state="visible", timeout=30_000)
+    templates = None
+    if first_run:
+        templates = page.get_by_role("dialog").first
+        templates.wait_for(state="visible", timeout=30_000)
+    return page, recorder, templates
+
+
+def close(page, dialog) -> None:
+    if dialog is not None:
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden", timeout=10_000)
+
+
+def load_api_workflow(page, workflow: dict, name: str) -> None:
+    """Open an API-format workflow the way "open workflow" does with a .json file, fitted to the view."""
+    page.evaluate("async ([w, n]) => { await window.app.loadApiJson(w, n) }", [workflow, name])
+    page.evaluate("async () => { await window.app.extensionManager.command.execute('Comfy.Canvas.FitView') }")
+
+
+def run_button(page):
+    return page.locator('[data-testid="queue-button"]').first

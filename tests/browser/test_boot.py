@@ -9,35 +9,9 @@ import os
 
 import pytest
 
-from tests.browser.live import (CHECKPOINT, OUTPUT, PINNED_FRONTEND, PINNED_VERSION, Comfyd, make_base)
+from tests.browser.live import (CHECKPOINT, CHECKPOINT_CHOICES, HAS_WORKFLOW, OUTPUT, PINNED_FRONTEND, PINNED_VERSION,
+                                WORKFLOW, Comfyd, SAVED_IMAGE, boot, close, make_base)
 
-# Booted: the app, its canvas and the node types registered.
-READY = """() => !!(window.app && window.app.graph && window.app.canvas && document.querySelector('#graph-canvas')
-    && Object.keys((window.LiteGraph || {}).registered_node_types || {}).length > 0)"""
-HAS_WORKFLOW = "() => window.app.graph._nodes.length > 0"
-SOCKET_OPEN = "() => window.comfyAPI.api.api.socket && window.comfyAPI.api.api.socket.readyState === 1"
-CHECKPOINT_CHOICES = """() => {
-    const node = window.LiteGraph.createNode('CheckpointLoaderSimple');
-    const widget = node && node.widgets.find(w => w.name === 'ckpt_name');
-    return widget ? widget.options.values : null;
-}"""
-SAVED_IMAGE = """() => {
-    const node = window.app.graph._nodes.find(n => n.type === 'SaveImage');
-    const img = node && node.imgs && node.imgs[0];
-    return img && img.complete && img.naturalWidth > 0 ? img.src : null;
-}"""
-# Text to image on the tiny checkpoint, small and short so the CPU run takes seconds.
-WORKFLOW = {
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
-    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a cat", "clip": ["4", 1]}},
-    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
-    "3": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 3, "cfg": 7.0, "sampler_name": "euler",
-                                               "scheduler": "normal", "denoise": 1.0, "model": ["4", 0],
-                                               "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
-    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "browser", "images": ["8", 0]}},
-}
 # Frontend 1.27.10 throws this on every boot, against upstream ComfyUI too: a setting's onChange runs before the
 # setting is registered.
 PINNED_BOOT_BUG = "Cannot read properties of undefined (reading 'id')"
@@ -45,27 +19,6 @@ PINNED_BOOT_BUG = "Cannot read properties of undefined (reading 'id')"
 # UpscaleModelLoader, StyleModelLoader and GLIGENLoader; while comfyd lacks those node types, every model combo
 # widget fails to build (the error below, and `CheckpointLoaderSimple` shows no list).
 PINNED_MISSING_LOADERS = "Cannot read properties of undefined (reading 'name')"
-
-
-def boot(open_page, server):
-    """Open the app -> (page, recorder, template browser): a fresh user's first boot opens the template browser
-    on an empty canvas (None on later boots)."""
-    first_run = not server.get_json("/api/settings").get("Comfy.TutorialCompleted")
-    page, recorder = open_page(server.url)
-    page.wait_for_function(READY, timeout=60_000)
-    page.wait_for_function(SOCKET_OPEN, timeout=30_000)
-    page.locator('[data-testid="queue-button"]').first.wait_for(state="visible", timeout=30_000)
-    templates = None
-    if first_run:
-        templates = page.get_by_role("dialog").first
-        templates.wait_for(state="visible", timeout=30_000)
-    return page, recorder, templates
-
-
-def close(page, dialog) -> None:
-    if dialog is not None:
-        page.keyboard.press("Escape")
-        dialog.wait_for(state="hidden", timeout=10_000)
 
 
 def open_default_workflow(page) -> None:
@@ -76,13 +29,6 @@ def open_default_workflow(page) -> None:
 
 def registered_types(page) -> set[str]:
     return set(page.evaluate("() => Object.keys(window.LiteGraph.registered_node_types)"))
-
-
-@pytest.fixture(scope="module")
-def comfyd(tmp_path_factory):
-    server = Comfyd(make_base(tmp_path_factory.mktemp("comfyd")))
-    yield server
-    server.stop()
 
 
 def test_boot_shows_templates_then_the_default_workflow_and_the_checkpoint(open_page, comfyd):
