@@ -101,3 +101,25 @@ async def test_sync_client_wraps_the_async_calls(client):
     assert Image.open(io.BytesIO(png)).size == (8, 4)
     with pytest.raises(AttributeError):
         sync.no_such_call
+
+
+def test_cli_generates_an_image_from_a_fixture_checkpoint(tmp_path):
+    from tests.e2e.test_txt2img import default_workflow
+    from tests.fixtures.checkpoints import write_sd15
+
+    base = tmp_path / "base"
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    write_sd15(base / "models" / "checkpoints" / "tiny.safetensors")
+    workflow = tmp_path / "txt2img.json"
+    workflow.write_text(json.dumps(default_workflow("tiny.safetensors", steps=2, prefix="cli")))
+    outputs = []
+    for seed in (7, 7, 8):
+        out = tmp_path / f"out{len(outputs)}"
+        result = run_cli(str(workflow), "--set", f"3.seed={seed}", "--set", '6.text="a red house"',
+                         "--output-dir", str(out), "--base-directory", str(base), "--cpu", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "node 3 [" in result.stderr  # the progress bar
+        image = Image.open(result.stdout.split()[0])
+        assert image.size == (64, 64)
+        outputs.append(image.tobytes())
+    assert outputs[0] == outputs[1] != outputs[2]  # same seed, same image; another seed, another image
