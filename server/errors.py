@@ -1,9 +1,13 @@
 """ComfyUI's error body, `{"error": {type, message, details, extra_info}, "node_errors": {}}`, as aiohttp errors."""
 from __future__ import annotations
 
+import errno
 import json
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def error_body(type_: str, message: str, details: str = "", extra_info: dict | None = None) -> dict:
@@ -48,3 +52,22 @@ def id_list(body: dict, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad_request(f"'{key}' must be a list of prompt id strings.", f"got {value!r}"[:200])
     return value
+
+
+def insufficient_storage(ex: OSError) -> web.HTTPException:
+    return web.HTTPInsufficientStorage(content_type="application/json", text=json.dumps(
+        error_body("insufficient_storage", "The server has no space left to store the upload.", str(ex))))
+
+
+async def read_form(request: web.Request, limit: int):
+    """The request's multipart form: 413 past `limit` bytes, 507 when the disk is full, 400 when malformed."""
+    try:
+        return await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise bad_request(f"The request is larger than this server's limit of {limit} bytes.", status=413)
+    except OSError as ex:  # aiohttp spools file parts to disk
+        if ex.errno in NO_SPACE:
+            raise insufficient_storage(ex)
+        raise
+    except (ValueError, BadHttpMessage) as ex:  # BadHttpMessage: a part's headers are malformed
+        raise bad_request("The request body is not a valid multipart form.", str(ex))

@@ -6,22 +6,21 @@ import asyncio
 import json
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage
 
-from ..errors import bad_request
+from ..errors import bad_request, read_form
 from ..files import FileRef, MediaError, MediaStore, inline_content_type, render
 from ..keys import ENGINE
 
 
 async def upload_image(request: web.Request) -> web.Response:
-    form = await _form(request)
+    form = await read_form(request, request.app[ENGINE].settings.max_upload_size)
     data, target, overwrite = await _upload(form)
     name = await _run(_store(request).save_upload, data, target, overwrite=overwrite)
     return _uploaded(name, target)
 
 
 async def upload_mask(request: web.Request) -> web.Response:
-    form = await _form(request)
+    form = await read_form(request, request.app[ENGINE].settings.max_upload_size)
     data, target, overwrite = await _upload(form)
     original = _original_ref(form)
     name = await _run(_store(request).save_mask, data, target, original, overwrite=overwrite)
@@ -65,16 +64,6 @@ async def _run(method, *args, **kwargs):
     except MediaError as ex:
         raise bad_request(ex.message, ex.details, type_="not_found" if ex.status == 404 else "invalid_request",
                           status=ex.status)
-
-
-async def _form(request: web.Request):
-    try:
-        return await request.post()
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[ENGINE].settings.max_upload_size
-        raise bad_request(f"The upload is larger than this server's limit of {limit} bytes.", status=413)
-    except (ValueError, BadHttpMessage) as ex:  # BadHttpMessage: a part's headers are malformed
-        raise bad_request("The request body is not a valid multipart form.", str(ex))
 
 
 async def _upload(form) -> tuple[bytes, FileRef, bool]:

@@ -3,17 +3,15 @@ its outputs in one request. Parsing and responses only: the API's rules are `ser
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import uuid
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage
 
 from engine import HistoryRecord, QueueFull
 
 from ..completion import Completion
-from ..errors import bad_request, error_body, read_json_object
+from ..errors import NO_SPACE, bad_request, insufficient_storage, read_form, read_json_object
 from ..files import FileRef, MediaError, MediaStore
 from ..keys import ENGINE, WEBHOOKS
 from ..v1 import (JSON, V1Error, Wanted, encoded_image, image_for_digest, negotiate, output_images, outputs_answer,
@@ -23,9 +21,6 @@ from ..webhooks import webhook_url
 # The poll interval suggested to asynchronous clients, in seconds.
 RETRY_AFTER = "1"
 # Errors of a full disk or quota: 507 Insufficient Storage.
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
 async def post_prompts(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     try:
@@ -95,7 +90,7 @@ async def _read_prompt(request: web.Request) -> tuple[dict, dict]:
     """(prompt, extra_data) from a JSON body, or from a multipart form whose files are first saved to input/."""
     if request.content_type != "multipart/form-data":
         return _unwrap(await read_json_object(request))
-    raw, uploads = _split_form(await _form(request))
+    raw, uploads = _split_form(await read_form(request, request.app[ENGINE].settings.max_upload_size))
     if raw is None:
         raise bad_request("The form needs the prompt: a 'prompt' field, or a part sent as application/json.")
     if isinstance(raw, web.FileField):
@@ -135,20 +130,6 @@ def _unwrap(body: dict) -> tuple[dict, dict]:
     return parsed.prompt, parsed.extra_data
 
 
-async def _form(request: web.Request):
-    try:
-        return await request.post()
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[ENGINE].settings.max_upload_size
-        raise bad_request(f"The request is larger than this server's limit of {limit} bytes.", status=413)
-    except OSError as ex:  # aiohttp spools file parts to disk
-        if ex.errno in NO_SPACE:
-            raise _insufficient_storage(ex)
-        raise
-    except (ValueError, BadHttpMessage) as ex:  # BadHttpMessage: a part's headers are malformed
-        raise bad_request("The request body is not a valid multipart form.", str(ex))
-
-
 async def _save_upload(store: MediaStore, upload: web.FileField) -> None:
     """Saved under its own name in input/, replacing a file of that name, so the prompt can name it."""
     try:
@@ -158,13 +139,8 @@ async def _save_upload(store: MediaStore, upload: web.FileField) -> None:
         raise bad_request(f"The uploaded file {upload.filename!r}: {ex.message}"[:300], ex.details, status=ex.status)
     except OSError as ex:
         if ex.errno in NO_SPACE:
-            raise _insufficient_storage(ex)
+            raise insufficient_storage(ex)
         raise
-
-
-def _insufficient_storage(ex: OSError) -> web.HTTPException:
-    return web.HTTPInsufficientStorage(content_type="application/json", text=json.dumps(
-        error_body("insufficient_storage", "The server has no space left to store the upload.", str(ex))))
 
 
 def _queue_full() -> web.HTTPException:
