@@ -126,6 +126,8 @@ class _PromptRun:
                 "executed": list(self.executed), "timestamp": timestamp_ms()}, record=True)
             return self.result("error", False)
         except NodeError as err:
+            log.error("Error running node %s (%s): %s\n%s", err.node_id, self.class_type(err.node_id), err.cause,
+                      "".join(traceback.format_exception(err.cause)).rstrip())
             self.emit("execution_error", self.error_report(err), record=True)
             return self.result("error", False)
         finally:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from typing import Callable
 
@@ -50,6 +51,7 @@ class Worker:
                 self.run_one(item)
 
     def run_one(self, item: QueueItem) -> None:
+        started = time.perf_counter()
         try:
             result = self.executor.run(item, self.interrupt)
         except Exception as ex:  # a bug in the engine must fail this prompt only, never the worker
@@ -60,6 +62,7 @@ class Worker:
                     "current_outputs": [], "timestamp": timestamp_ms()}
             self.sink.send("execution_error", data, item.client_id)
             result = ExecutionResult("error", False, [("execution_error", data)], {}, {})
+        log.info("Prompt executed in %.2f seconds", time.perf_counter() - started)
         record = self.history.record(item, result)
         self.queue.task_done(item)
         self.sink.send("executing", {"node": None, "prompt_id": item.prompt_id}, item.client_id)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 from aiohttp import web
@@ -11,6 +12,8 @@ from engine import QueueFull
 from ..errors import bad_request, error_body, read_json
 from ..keys import ENGINE, WEBHOOKS
 from ..webhooks import webhook_url
+
+log = logging.getLogger("comfyd.server")
 
 
 async def get_prompt(request: web.Request) -> web.Response:
@@ -40,7 +43,9 @@ async def post_prompt(request: web.Request) -> web.Response:
     # Validation runs off the event loop: a huge graph must not stall other requests.
     result = await asyncio.to_thread(engine.validate, body["prompt"], body.get("partial_execution_targets"))
     if not result.ok:
+        log.warning("invalid prompt: %s: %s", result.error["message"], result.error["details"])
         return web.json_response({"error": result.error, "node_errors": result.node_errors}, status=400)
+    log.info("got prompt")
     try:
         item = engine.submit(body["prompt"], result.outputs, prompt_id=prompt_id, number=number,
                              front=bool(body.get("front")), extra_data=extra_data)

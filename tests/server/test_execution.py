@@ -186,3 +186,18 @@ async def test_node_expansion_runs_the_subgraph_and_links_its_result(client):
     testnodes.CALLS.clear()
     _, messages = await run_prompt(client, prompt)  # the expanded node is cached as a whole
     assert of_type(messages, "execution_cached")[0]["nodes"] == ["1", "2", "3"] and testnodes.CALLS == []
+
+
+async def test_the_log_tells_what_happened(client, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    await run_prompt(client, chain(value=2))
+    failing = {"1": {"class_type": "TestFail", "inputs": {"value": 1, "message": "logged failure"}},
+               "2": {"class_type": "TestOutput", "inputs": {"value": ["1", 0]}}}
+    await run_prompt(client, failing)
+    await client.post("/prompt", json={"prompt": {"1": {"class_type": "TestOutput", "inputs": {}}}})
+    text = caplog.text
+    assert text.count("got prompt") == 2 and text.count("Prompt executed in") == 2
+    assert "Error running node 1 (TestFail): logged failure" in text and "ValueError: logged failure" in text
+    assert "invalid prompt: Prompt outputs failed validation" in text
