@@ -36,7 +36,8 @@ class DiffusionModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.unet.dtype
+        # Not `unet.dtype`: diffusers walks every submodule for it, which costs time on every step.
+        return next(self.unet.parameters()).dtype
 
     @property
     def in_channels(self) -> int:
