@@ -109,7 +109,6 @@ class _PromptRun:
     # -- the run -------------------------------------------------------------------------------------------
 
     def execute(self) -> ExecutionResult:
-        self.interrupt.clear()
         self.emit("execution_start", {"prompt_id": self.prompt_id, "timestamp": timestamp_ms()}, record=True)
         order = self.dependency_order(self.item.outputs_to_execute)
         signatures = compute_signatures(self.prompt, order, self.ex.registry)

@@ -45,12 +45,15 @@ class PromptQueue:
             self._cond.notify()
         self._on_change()
 
-    def get(self, timeout: float | None = None) -> QueueItem | None:
-        """The next prompt, now marked running; None when `timeout` passes with an empty queue."""
+    def get(self, timeout: float | None = None, on_start: Callable[[], None] = lambda: None) -> QueueItem | None:
+        """The next prompt, now marked running; None when `timeout` passes with an empty queue. `on_start` runs
+        just before the prompt is seen as running (the worker clears a stale interrupt there, so an interrupt
+        sent by anyone who saw it running is never lost)."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._heap, timeout=timeout):
                 return None
             _, _, item = heapq.heappop(self._heap)
+            on_start()
             self._running[item.prompt_id] = item
         self._on_change()
         return item

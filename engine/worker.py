@@ -43,7 +43,7 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            item = self.queue.get(timeout=0.2)
+            item = self.queue.get(timeout=0.2, on_start=self.interrupt.clear)
             flags = self.queue.take_flags()
             if flags:
                 self.on_flags(flags)

@@ -32,6 +32,7 @@ BUILTIN_MODULES = (
     "nodes.conditioning",
     "nodes.mask",
     "nodes.upscale",
+    "nodes.style_model",
 )
 
 
