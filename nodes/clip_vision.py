@@ -1,9 +1,9 @@
 """CLIP vision nodes: load an image encoder, encode images, and condition SDXL on them (unCLIP / revision)."""
 from __future__ import annotations
 
-from engine import context, folders
+from engine import folders
 
-from .loaders import model_path
+from .loaders import cached_model
 
 
 class CLIPVisionLoader:
@@ -18,9 +18,7 @@ class CLIPVisionLoader:
     def load_clip(self, clip_name):
         from engine.models.clip_vision import load_clip_vision_file
 
-        manager = context.model_manager()
-        path = model_path("clip_vision", clip_name)
-        return (manager.cached("clip_vision", path, lambda: load_clip_vision_file(
+        return (cached_model("clip_vision", clip_name, lambda path, manager: load_clip_vision_file(
             path, manager.load_device, manager.text_dtype(), manager=manager, name=clip_name)),)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from engine import context, folders
 from engine.canny import canny
 
-from .loaders import model_path
+from .loaders import cached_model, model_path
 
 CATEGORY = "conditioning/controlnet"
 
@@ -19,8 +19,8 @@ def _load(name: str, *, diff_model=None):
         with manager.running(diff_model):
             control = load_control_file(path, manager.load_device, manager.unet_dtype(), diff_unet=diff_model.unet)
     else:
-        control = manager.cached("controlnet", path,
-                                 lambda: load_control_file(path, manager.load_device, manager.unet_dtype()))
+        control = cached_model("controlnet", name,
+                               lambda path, manager: load_control_file(path, manager.load_device, manager.unet_dtype()))
     control = control.copy()
     control.manager = manager
     return control

@@ -1,10 +1,10 @@
 """GLIGEN nodes: loading a GLIGEN text-box model and placing text boxes in a conditioning."""
 from __future__ import annotations
 
-from engine import context, folders
+from engine import folders
 
 from . import MAX_RESOLUTION
-from .loaders import model_path
+from .loaders import cached_model
 
 
 class GLIGENLoader:
@@ -19,10 +19,8 @@ class GLIGENLoader:
     def load_gligen(self, gligen_name):
         from engine.models.gligen import load_gligen_file
 
-        manager = context.model_manager()
-        path = model_path("gligen", gligen_name)
-        return (manager.cached("gligen", path,
-                               lambda: load_gligen_file(path, manager.load_device, manager.unet_dtype())),)
+        return (cached_model("gligen", gligen_name,
+                             lambda path, manager: load_gligen_file(path, manager.load_device, manager.unet_dtype())),)
 
 
 class GLIGENTextBoxApply:

@@ -14,14 +14,18 @@ def model_path(folder: str, name: str):
     return path
 
 
+def cached_model(folder: str, name: str, build):
+    """What `build(path, manager)` makes of models/<folder>/<name>, cached while the file is unchanged."""
+    manager = context.model_manager()
+    path = model_path(folder, name)
+    return manager.cached(folder, path, lambda: build(path, manager))
+
+
 def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
     """(MODEL, CLIP | None, VAE | None) for a checkpoint in models/checkpoints, cached while the file is unchanged."""
     from engine.models.load import load_checkpoint
 
-    manager = context.model_manager()
-    path = model_path("checkpoints", name)
-
-    def build():
+    def build(path, manager):
         loaded = load_checkpoint(path, manager.load_device, manager.unet_dtype())
         spec = loaded.spec
         model = DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor, zsnr=spec.zsnr,
@@ -36,7 +40,7 @@ def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
             autoencoder = VAE(loaded.vae, manager=manager, name=name)
         return model, text, autoencoder
 
-    model, text, autoencoder = manager.cached("checkpoint", path, build)
+    model, text, autoencoder = cached_model("checkpoints", name, build)
     return model.clone(), (text.clone() if text and clip else None), (autoencoder if vae else None)
 
 
@@ -87,16 +91,13 @@ class UNETLoader:
     def load_unet(self, unet_name, weight_dtype="default"):
         from engine.models.load import load_unet_file
 
-        manager = context.model_manager()
-        path = model_path("diffusion_models", unet_name)
-
-        def build():
+        def build(path, manager):
             loaded = load_unet_file(path, manager.load_device, manager.unet_dtype())
             spec = loaded.spec
             return DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor,
                                   zsnr=spec.zsnr, manager=manager, name=unet_name)
 
-        return (manager.cached("unet", path, build).clone(),)
+        return (cached_model("diffusion_models", unet_name, build).clone(),)
 
 
 class VAELoader:
@@ -111,9 +112,7 @@ class VAELoader:
     def load_vae(self, vae_name):
         from engine.models.load import load_vae_file
 
-        manager = context.model_manager()
-        path = model_path("vae", vae_name)
-        return (manager.cached("vae", path, lambda: VAE(
+        return (cached_model("vae", vae_name, lambda path, manager: VAE(
             load_vae_file(path, manager.load_device, manager.vae_dtype()), manager=manager, name=vae_name)),)
 
 
@@ -123,8 +122,8 @@ def _text_encoder(names: list[str], family: str):
     manager = context.model_manager()
     models = {}
     for name in names:
-        path = model_path("text_encoders", name)
-        loaded = manager.cached("clip", path, lambda: load_clip_file(path, manager.load_device, manager.text_dtype()))
+        loaded = cached_model("text_encoders", name, lambda path, manager: load_clip_file(
+            path, manager.load_device, manager.text_dtype()))
         models[loaded.name] = loaded.model
     if family == "stable_diffusion":
         family = {"l": "sd1", "h": "sd2", "g": "sdxl_refiner"}[next(iter(models))]

@@ -1,7 +1,9 @@
 """LoRA loader nodes: patch MODEL and CLIP clones with a LoRA from models/loras."""
 from __future__ import annotations
 
-from engine import context, folders
+from engine import folders
+
+from .loaders import cached_model
 
 STRENGTH = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}
 
@@ -10,10 +12,7 @@ def load_lora_file(name: str):
     """The LoraPatch of models/loras/``name``, cached while the file is unchanged."""
     from engine.models.lora import load_lora
 
-    path = folders.get_full_path("loras", name)
-    if path is None:
-        raise FileNotFoundError(f"loras/{name} was not found in any loras folder")
-    return context.model_manager().cached("lora", path, lambda: load_lora(path))
+    return cached_model("loras", name, lambda path, manager: load_lora(path))
 
 
 class LoraLoader:

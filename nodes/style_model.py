@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from engine import context, folders
+from engine import folders
 
-from .loaders import model_path
+from .loaders import cached_model
 
 
 class StyleModelLoader:
@@ -20,9 +20,8 @@ class StyleModelLoader:
     def load_style_model(self, style_model_name):
         from engine.models.style_model import load_style_model_file
 
-        manager = context.model_manager()
-        path = model_path("style_models", style_model_name)
-        return (manager.cached("style_model", path, lambda: load_style_model_file(path, manager.load_device)),)
+        return (cached_model("style_models", style_model_name,
+                             lambda path, manager: load_style_model_file(path, manager.load_device)),)
 
 
 def append_style_tokens(cond: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

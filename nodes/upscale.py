@@ -5,7 +5,7 @@ import torch
 
 from engine import context, folders, tiling
 
-from .loaders import model_path
+from .loaders import cached_model
 
 MODULE = "comfy_extras.nodes_upscale_model"
 TILE, OVERLAP, MIN_TILE = 512, 32, 128
@@ -89,9 +89,7 @@ class UpscaleModelLoader:
     RELATIVE_PYTHON_MODULE = MODULE
 
     def load_model(self, model_name):
-        manager = context.model_manager()
-        path = model_path("upscale_models", model_name)
-        return (manager.cached("upscale_model", path, lambda: load_upscale_model(path, model_name)),)
+        return (cached_model("upscale_models", model_name, lambda path, manager: load_upscale_model(path, model_name)),)
 
 
 class ImageUpscaleWithModel:

@@ -31,7 +31,7 @@ class ModelManager:
     # Kept free on the device for activations when deciding whether one more network fits.
     RESERVE_BYTES = 1 << 30
     # How many files of each kind stay cached (LRU); kinds not listed keep DEFAULT_CACHE_SIZE.
-    CACHE_SIZES = {"lora": 16}
+    CACHE_SIZES = {"loras": 16}
     DEFAULT_CACHE_SIZE = 2
 
     def __init__(self, device: torch.device, vram_mode: str = "normal"):
