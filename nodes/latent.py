@@ -68,6 +68,28 @@ class EmptyLatentImage:
         return ({"samples": torch.zeros([batch_size, 4, height // 8, width // 8])},)
 
 
+class EmptySD3LatentImage:
+    """Empty latents in the 16-channel space of the SD3 / FLUX VAEs (what Z-Image samples in)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "width": ("INT", {"default": 1024, "min": 16, "max": MAX_RESOLUTION, "step": 16}),
+            "height": ("INT", {"default": 1024, "min": 16, "max": MAX_RESOLUTION, "step": 16}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+        }}
+
+    RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = (None,)
+    FUNCTION = "generate"
+    CATEGORY = "latent/sd3"
+    DISPLAY_NAME = None
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_sd3"
+
+    def generate(self, width, height, batch_size=1):
+        return ({"samples": torch.zeros([batch_size, 16, height // 8, width // 8])},)
+
+
 class LatentFromBatch:
     @classmethod
     def INPUT_TYPES(cls):
@@ -399,7 +421,8 @@ class LatentBatchSeedBehavior(ExtrasLatentNode):
 
 
 NODE_CLASS_MAPPINGS = {
-    "EmptyLatentImage": EmptyLatentImage, "LatentFromBatch": LatentFromBatch, "RepeatLatentBatch": RepeatLatentBatch,
+    "EmptyLatentImage": EmptyLatentImage, "EmptySD3LatentImage": EmptySD3LatentImage,
+    "LatentFromBatch": LatentFromBatch, "RepeatLatentBatch": RepeatLatentBatch,
     "LatentUpscale": LatentUpscale, "LatentUpscaleBy": LatentUpscaleBy, "LatentRotate": LatentRotate,
     "LatentFlip": LatentFlip, "LatentComposite": LatentComposite, "LatentBlend": LatentBlend,
     "LatentCrop": LatentCrop, "SetLatentNoiseMask": SetLatentNoiseMask,

@@ -14,11 +14,12 @@ def model_path(folder: str, name: str):
     return path
 
 
-def cached_model(folder: str, name: str, build):
-    """What `build(path, manager)` makes of models/<folder>/<name>, cached while the file is unchanged."""
+def cached_model(folder: str, name: str, build, *, kind: str | None = None):
+    """What `build(path, manager)` makes of models/<folder>/<name>, cached while the file is unchanged; `kind`
+    (default: the folder) keeps apart what different builders make of the same file."""
     manager = context.model_manager()
     path = model_path(folder, name)
-    return manager.cached(folder, path, lambda: build(path, manager))
+    return manager.cached(kind or folder, path, lambda: build(path, manager))
 
 
 def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
@@ -89,9 +90,14 @@ class UNETLoader:
     CATEGORY = "advanced/loaders"
 
     def load_unet(self, unet_name, weight_dtype="default"):
-        from engine.models.load import load_unet_file
+        from engine.models import z_image
+        from engine.models.load import load_unet_file, open_checkpoint
 
         def build(path, manager):
+            with open_checkpoint(path, manager.load_device) as file:
+                if z_image.find_prefix(file.shapes) is not None:
+                    transformer = z_image.load_z_image(file, manager.load_device, manager.bf16_or_fp32())
+                    return z_image.ZImageModel(transformer, manager=manager, name=unet_name)
             loaded = load_unet_file(path, manager.load_device, manager.unet_dtype())
             spec = loaded.spec
             return DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor,
@@ -116,9 +122,19 @@ class VAELoader:
             load_vae_file(path, manager.load_device, manager.vae_dtype()), manager=manager, name=vae_name)),)
 
 
+def _qwen_text_encoder(name: str):
+    from engine.models.qwen_text import QwenTextEncoder, load_qwen_file
+
+    _, model = cached_model("text_encoders", name, lambda path, manager: load_qwen_file(
+        path, manager.load_device, manager.bf16_or_fp32()), kind="qwen_text_encoders")
+    return QwenTextEncoder(model, manager=context.model_manager())
+
+
 def _text_encoder(names: list[str], family: str):
     from engine.models.load import load_clip_file
 
+    if family == "lumina2":
+        return _qwen_text_encoder(names[0])
     manager = context.model_manager()
     models = {}
     for name in names:
@@ -133,7 +149,8 @@ def _text_encoder(names: list[str], family: str):
 
 
 class CLIPLoader:
-    TYPES = ["stable_diffusion"]
+    # lumina2: the Qwen3 4B encoder of Z-Image (Lumina 2's own Gemma 2 encoder is not supported).
+    TYPES = ["stable_diffusion", "lumina2"]
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -144,7 +161,7 @@ class CLIPLoader:
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
     CATEGORY = "advanced/loaders"
-    DESCRIPTION = "[Recipes]\n\nstable_diffusion: clip-l"
+    DESCRIPTION = "[Recipes]\n\nstable_diffusion: clip-l\nlumina2: qwen_3_4b (Z-Image)"
 
     def load_clip(self, clip_name, type="stable_diffusion", device="default"):
         return (_text_encoder([clip_name], type),)

@@ -33,6 +33,7 @@ BUILTIN_MODULES = (
     "nodes.mask",
     "nodes.upscale",
     "nodes.style_model",
+    "nodes.model_sampling",
 )
 
 

@@ -53,6 +53,10 @@ class ModelManager:
         return torch.float16 if self.device.type == "cuda" else torch.float32
 
     def vae_dtype(self) -> torch.dtype:
+        return self.bf16_or_fp32()
+
+    def bf16_or_fp32(self) -> torch.dtype:
+        """For networks that overflow in fp16 (VAEs, DiTs, LLM text encoders): bf16 where CUDA has it."""
         if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32

@@ -130,3 +130,68 @@ def discrete_model_sampling(prediction: str = "eps", *, timesteps: int = 1000, l
     if zsnr:
         sigmas = rescale_zero_terminal_snr(sigmas)
     return ModelSampling(sigmas, prediction)
+
+
+def time_shift(shift: float, t):
+    """The flow-matching timestep shift sigma = shift * t / (1 + (shift - 1) * t) (identity for shift 1)."""
+    if shift == 1.0:
+        return t
+    return shift * t / (1 + (shift - 1) * t)
+
+
+class FlowModelSampling:
+    """Rectified-flow models (ComfyUI's ``ModelSamplingDiscreteFlow`` with ``CONST``): ``x = (1 - sigma) * x0 +
+    sigma * noise`` with sigma in [0, 1], a velocity-like output ``v`` giving ``x0 = x - sigma * v``.
+
+    The table holds the shifted sigmas of 1000 evenly spaced times; the network's timestep is
+    ``sigma * multiplier``. Same interface as ``ModelSampling``, so schedules and samplers take either.
+    """
+
+    prediction = "flow"
+
+    def __init__(self, shift: float = 1.0, multiplier: float = 1000.0, timesteps: int = 1000):
+        self.shift = shift
+        self.multiplier = multiplier
+        self.sigmas = self.sigma((torch.arange(1, timesteps + 1, 1) / timesteps) * multiplier).float()
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> torch.Tensor:
+        return self.sigmas[-1]
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        return sigma * self.multiplier
+
+    def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
+        return time_shift(self.shift, timestep / self.multiplier)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return time_shift(self.shift, 1.0 - percent)
+
+    # In flow terms alpha = 1 - sigma, so lambda = log((1 - sigma) / sigma) = -logit(sigma).
+    def half_log_snr(self, sigma: torch.Tensor) -> torch.Tensor:
+        return sigma.logit().neg()
+
+    def sigma_from_half_log_snr(self, half_log_snr: torch.Tensor) -> torch.Tensor:
+        return half_log_snr.neg().sigmoid()
+
+    def calculate_input(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def calculate_denoised(self, sigma: torch.Tensor, model_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return x - model_output * _per_sample(sigma, model_output.ndim)
+
+    def noise_scaling(self, sigma: torch.Tensor, noise: torch.Tensor, latent_image: torch.Tensor,
+                      max_denoise: bool = False) -> torch.Tensor:
+        sigma = _per_sample(sigma, noise.ndim)
+        return sigma * noise + (1.0 - sigma) * latent_image
+
+    def inverse_noise_scaling(self, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return latent / (1.0 - _per_sample(sigma, latent.ndim))

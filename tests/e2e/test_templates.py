@@ -24,6 +24,8 @@ TEMPLATES = [
     # SDXL and utility templates (the current package)
     "sdxl_simple_example", "sdxlturbo_example", "sdxl_refiner_prompt_example", "sdxl_revision_text_prompts",
     "sdxl_revision_zero_positive", "image_sdxl_simple", "basic_mask_operations_and_compositing",
+    # other model families
+    "image_z_image_turbo",
 ]
 IMAGE_OUTPUTS = {"SaveImage", "PreviewImage", "MaskPreview"}
 

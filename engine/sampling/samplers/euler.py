@@ -28,6 +28,8 @@ def sample_euler(model, x, sigmas, extra_args=None, callback=None, disable=None)
 def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
                            noise_sampler=None):
     """Euler down to sigma_down, then fresh noise back up to the next sigma."""
+    if model_sampling_of(model).prediction == "flow":
+        return _euler_ancestral_flow(model, x, sigmas, extra_args, callback, eta, s_noise, noise_sampler)
     extra_args = {} if extra_args is None else extra_args
     noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
@@ -40,6 +42,28 @@ def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, dis
         else:
             d = to_d(x, sigmas[i], denoised)
             x = x + d * (sigma_down - sigmas[i]) + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+    return x
+
+
+def _euler_ancestral_flow(model, x, sigmas, extra_args, callback, eta, s_noise, noise_sampler):
+    """The ancestral step for rectified flow, where x = (1 - sigma) x0 + sigma noise: interpolate towards x0 down
+    to sigma_down, rescale the signal to the next sigma's (1 - sigma) and top the noise up to that sigma."""
+    extra_args = {} if extra_args is None else extra_args
+    noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        step_callback(callback, x, i, sigmas[i], denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        sigma_down = sigmas[i + 1] * (1 + (sigmas[i + 1] / sigmas[i] - 1) * eta)
+        alpha_next, alpha_down = 1 - sigmas[i + 1], 1 - sigma_down
+        ratio = sigma_down / sigmas[i]
+        x = ratio * x + (1 - ratio) * denoised
+        if eta > 0:
+            renoise = (sigmas[i + 1] ** 2 - sigma_down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
+            x = (alpha_next / alpha_down) * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
     return x
 
 
