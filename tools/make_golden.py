@@ -2,13 +2,16 @@
 """Regenerate the parity golden images by running tests/golden/cases.py on a ComfyUI-compatible server.
 
 The server (upstream ComfyUI, or comfyd itself for a comparison run) must already be running with the
-checkpoint of cases.CHECKPOINT in its models/checkpoints/ and the LoRA cases' files in its models/loras/, written by
+checkpoint of cases.CHECKPOINT in its models/checkpoints/ and the seeded model files the cases load, written by
     python shared/tools/make_checkpoint.py <models>/checkpoints/tiny-sd15.safetensors --seed 0 --profile tiny
     python tests/golden/lora.py <models>/loras
-This script only talks HTTP, so it cannot place model files on the server: it checks /models/loras for the LoRAs
-the chosen cases load, uploads the input images, queues each case, waits on /history and downloads the saved
-images with /view into OUT as <case>_<i>.png, plus manifest.json (sizes, sha256, server versions, and the
-digests of the input images and LoRAs the images assume).
+    python -m tests.golden.controlnet <models>/controlnet
+    python -m tests.golden.upscaler <models>/upscale_models
+    python -m tests.golden.adapter <models>
+This script only talks HTTP, so it cannot place model files on the server: it checks /models/<folder> for the
+files the chosen cases load, uploads the input images, queues each case, waits on /history and downloads the
+saved images with /view into OUT as <case>_<i>.png, plus manifest.json (sizes, sha256, server versions, and the
+digests of the input images and model files the images assume).
 
     python tools/make_golden.py --url http://127.0.0.1:8188 --out tests/golden/sd15 [--case NAME ...]
 """
@@ -25,7 +28,16 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.golden import cases, lora  # noqa: E402  (after the path fix: this file runs as a script)
+from tests.golden import adapter, cases, controlnet, lora, upscaler  # noqa: E402  (after the path fix: a script)
+
+# {models folder: (the node input naming a file of it, how to write the parity files there)}
+MODEL_INPUTS = {
+    "loras": ("lora_name", "python tests/golden/lora.py <models>/loras"),
+    "controlnet": ("control_net_name", "python -m tests.golden.controlnet <models>/controlnet && "
+                   "python -m tests.golden.adapter <models>"),
+    "upscale_models": ("model_name", "python -m tests.golden.upscaler <models>/upscale_models"),
+    "diffusion_models": ("unet_name", "python -m tests.golden.adapter <models>"),
+}
 
 
 def request(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 60.0) -> bytes:
@@ -66,17 +78,20 @@ def wait_for(base: str, prompt_id: str, timeout: float) -> dict:
     raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s")
 
 
-def lora_names(prompt: dict) -> set[str]:
-    return {node["inputs"]["lora_name"] for node in prompt.values() if "lora_name" in node["inputs"]}
+def model_files(prompt: dict, node_input: str) -> set[str]:
+    return {node["inputs"][node_input] for node in prompt.values() if node_input in node["inputs"]}
 
 
-def check_loras(base: str, names: list[str]) -> None:
-    """Fail before queueing anything when the server lacks a LoRA file that one of the cases loads."""
-    needed = set().union(*(lora_names(cases.CASES[name]()) for name in names))
-    missing = sorted(needed - set(get_json(base, "/models/loras"))) if needed else []
-    if missing:
-        raise SystemExit(f"the server's models/loras lacks {', '.join(missing)}; write them there with "
-                         "`python tests/golden/lora.py <models>/loras`")
+def check_models(base: str, names: list[str]) -> None:
+    """Fail before queueing anything when the server lacks a LoRA, ControlNet or upscale model file that one of
+    the cases loads."""
+    prompts = [cases.CASES[name]() for name in names]
+    for folder, (node_input, command) in MODEL_INPUTS.items():
+        needed = set().union(*(model_files(prompt, node_input) for prompt in prompts))
+        missing = sorted(needed - set(get_json(base, f"/models/{folder}"))) if needed else []
+        if missing:
+            raise SystemExit(f"the server's models/{folder} lacks {', '.join(missing)}; write them there with "
+                             f"`{command}`")
 
 
 def run_case(base: str, name: str, timeout: float) -> list[bytes]:
@@ -109,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = args.case or list(cases.CASES)
     stats = get_json(base, "/system_stats")["system"]
-    check_loras(base, names)
+    check_models(base, names)
     for image in cases.INPUT_IMAGES:
         upload_image(base, image)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": {"name": cases.CHECKPOINT, "make_checkpoint_args": list(cases.CHECKPOINT_ARGS)},
         "inputs": {image.name: hashlib.sha256(image.read_bytes()).hexdigest() for image in cases.INPUT_IMAGES},
         "loras": {name: lora.fingerprint(seed) for name, seed in lora.PARITY_LORAS.items()},
+        "controlnets": {name: controlnet.fingerprint(seed) for name, seed in controlnet.PARITY_CONTROLNETS.items()},
+        "upscale_models": {name: upscaler.fingerprint(spec) for name, spec in upscaler.PARITY_UPSCALERS.items()},
+        "adapter_files": adapter.fingerprints(),
     })
     results = manifest.setdefault("cases", {})
     for name in names:

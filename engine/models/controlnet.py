@@ -91,8 +91,14 @@ class Residuals:
         out = {}
         if any(s is not None for s in self.skips) or self.middle is not None:
             count = 1 + sum(len(b.resnets) + (b.downsamplers is not None) for b in unet.down_blocks)
-            out["down_block_additional_residuals"] = tuple(pick(self.skips, i) for i in range(count))
-            out["mid_block_additional_residual"] = zero if self.middle is None else self.middle.to(device, dtype)
+            skips = [pick(self.skips, i) for i in range(count)]
+            middle = zero if self.middle is None else self.middle.to(device, dtype)
+            if unet.mid_block is None:
+                # Without a middle block ComfyUI's UNet adds both residuals in place to one tensor, the last input
+                # block's output, which is also that block's skip: the skip and the middle both carry their sum.
+                skips[-1] = middle = skips[-1] + middle
+            out["down_block_additional_residuals"] = tuple(skips)
+            out["mid_block_additional_residual"] = middle
         if any(b is not None for b in self.blocks):
             points = _intrablock_points(unet)
             lost = [i for i, b in enumerate(self.blocks) if b is not None and i not in points]

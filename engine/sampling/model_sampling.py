@@ -43,7 +43,21 @@ def _per_sample(sigma: torch.Tensor, ndim: int) -> torch.Tensor:
     return sigma.view(sigma.shape[:1] + (1,) * (ndim - 1))
 
 
-class ModelSampling:
+class _SigmaTable:
+    """The sigma range of an ascending ``sigmas`` table (timestep 0 first)."""
+
+    sigmas: torch.Tensor
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> torch.Tensor:
+        return self.sigmas[-1]
+
+
+class ModelSampling(_SigmaTable):
     """Sigma table and prediction-type maths of a discrete-time (1000 step) diffusion model.
 
     ``sigmas`` is ascending (timestep 0 first). Float32 copies of sigma and log-sigma are kept, the log taken
@@ -57,14 +71,6 @@ class ModelSampling:
         self.sigma_data = sigma_data
         self.sigmas = sigmas.float()
         self.log_sigmas = sigmas.log().float()
-
-    @property
-    def sigma_min(self) -> torch.Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> torch.Tensor:
-        return self.sigmas[-1]
 
     # -- sigma <-> timestep ---------------------------------------------------------------------------------
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
@@ -139,7 +145,7 @@ def time_shift(shift: float, t):
     return shift * t / (1 + (shift - 1) * t)
 
 
-class FlowModelSampling:
+class FlowModelSampling(_SigmaTable):
     """Rectified-flow models (ComfyUI's ``ModelSamplingDiscreteFlow`` with ``CONST``): ``x = (1 - sigma) * x0 +
     sigma * noise`` with sigma in [0, 1], a velocity-like output ``v`` giving ``x0 = x - sigma * v``.
 
@@ -153,14 +159,6 @@ class FlowModelSampling:
         self.shift = shift
         self.multiplier = multiplier
         self.sigmas = self.sigma((torch.arange(1, timesteps + 1, 1) / timesteps) * multiplier).float()
-
-    @property
-    def sigma_min(self) -> torch.Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> torch.Tensor:
-        return self.sigmas[-1]
 
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         return sigma * self.multiplier

@@ -1,14 +1,15 @@
 """Parity with upstream ComfyUI: every case of tests/golden/cases.py, run on comfyd, matches upstream's images.
 
 The golden PNGs in tests/golden/sd15 were made by tools/make_golden.py against upstream ComfyUI 0.3.64 on the
-CPU (fp32) with the checkpoint that shared/tools/make_checkpoint.py writes and the LoRAs of tests/golden/lora.py
-(upstream applied every key of them; LoraLoaderModelOnly leaves the text-encoder keys out, as it should, and
-the CLIP half of a LoRA alone moves the image by ~10/255 on average). Here the same script runs the same
-cases against a real comfyd server (the app on a loopback port), so upload, /prompt, /history and /view are
-exercised exactly as against upstream. Tolerance per image, on 0..255 pixels: max |diff| <= 2 (float rounding
-across a different attention kernel and op order can flip an 8-bit truncation), and mean |diff| <= 0.05: with
-random weights a wrong prompt weight moves few pixels far (1.3 vs 1.2 moves the mean by ~0.2), so the mean is
-the sharper check.
+CPU (fp32) with the checkpoint that shared/tools/make_checkpoint.py writes and the seeded files of
+tests/golden/{lora,controlnet,adapter,upscaler}.py (upstream applied every key of the LoRAs; LoraLoaderModelOnly
+leaves the text-encoder keys out, as it should, and the CLIP half of a LoRA alone moves the image by ~10/255 on
+average; upstream loaded every ControlNet and adapter key without a warning; its upscale nodes ran spandrel
+0.4.2). Here the same script runs the same cases against a real comfyd server (the app on a loopback port), so
+upload, /prompt, /history and /view are exercised exactly as against upstream. Tolerance per image, on 0..255
+pixels: max |diff| <= 2 (float rounding across a different attention kernel and op order can flip an 8-bit
+truncation), and mean |diff| <= 0.05: with random weights a wrong prompt weight moves few pixels far (1.3 vs 1.2
+moves the mean by ~0.2), so the mean is the sharper check.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from PIL import Image
 
 from engine import Settings
 from server.app import create_app
-from tests.golden import cases, lora
+from tests.golden import adapter, cases, controlnet, lora, upscaler
 
 MAKE_CHECKPOINT = Path(__file__).parents[3] / "shared/tools/make_checkpoint.py"
 MAKE_GOLDEN = Path(__file__).parents[2] / "tools/make_golden.py"
@@ -49,13 +50,16 @@ def load_make_golden():
     return module
 
 
-# {case: the case it would equal if its LoRA were ignored}: the LoRA must move the image far past the tolerance.
-LORA_BASELINES = {"lora_0_8": "euler_normal", "lora_chain": "lora_0_8", "lora_model_only_neg_0_5": "euler_normal"}
+# {case: the case it would equal if its LoRA / ControlNet / adapter were ignored}: that file must move the image
+# far past the tolerance.
+BASELINES = {"lora_0_8": "euler_normal", "lora_chain": "lora_0_8", "lora_model_only_neg_0_5": "euler_normal",
+             "controlnet_advanced": "euler_normal", "controlnet_chain": "euler_normal",
+             "t2i_adapter_light": "unet_two_blocks"}
 
 
 @pytest.fixture(scope="session")
 def parity_base(tmp_path_factory) -> Path:
-    """A comfyd base directory holding the checkpoint and LoRAs the golden images were made with."""
+    """A comfyd base directory holding the checkpoint and the model files the golden images were made with."""
     if not MAKE_CHECKPOINT.is_file():
         pytest.skip(f"{MAKE_CHECKPOINT} not found: the parity checkpoint is written by shared/tools beside the checkout")
     base = tmp_path_factory.mktemp("parity")
@@ -64,6 +68,9 @@ def parity_base(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, str(MAKE_CHECKPOINT), str(target), *cases.CHECKPOINT_ARGS],
                    check=True, capture_output=True)
     lora.write_parity_loras(base / "models" / "loras")
+    controlnet.write_parity_controlnets(base / "models" / "controlnet")
+    upscaler.write_parity_upscalers(base / "models" / "upscale_models")
+    adapter.write_parity_files(base / "models")
     return base
 
 
@@ -113,17 +120,22 @@ def pixels(path: Path) -> np.ndarray:
 def test_golden_data_covers_every_case_and_is_intact():
     assert list(GOLDEN["cases"]) == list(cases.CASES)
     assert GOLDEN["checkpoint"] == {"name": cases.CHECKPOINT, "make_checkpoint_args": list(cases.CHECKPOINT_ARGS)}
-    # the inputs and LoRAs the tests hand comfyd are those the golden images were made from
+    # the inputs and model files the tests hand comfyd are those the golden images were made from
     assert GOLDEN["inputs"] == {i.name: hashlib.sha256(i.read_bytes()).hexdigest() for i in cases.INPUT_IMAGES}
     assert GOLDEN["loras"] == {name: lora.fingerprint(seed) for name, seed in lora.PARITY_LORAS.items()}
+    assert GOLDEN["controlnets"] == {name: controlnet.fingerprint(seed)
+                                     for name, seed in controlnet.PARITY_CONTROLNETS.items()}
+    assert GOLDEN["upscale_models"] == {name: upscaler.fingerprint(spec)
+                                        for name, spec in upscaler.PARITY_UPSCALERS.items()}
+    assert GOLDEN["adapter_files"] == adapter.fingerprints()
     for files in GOLDEN["cases"].values():
         for f in files:
             data = (cases.GOLDEN_DIR / f["file"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == f["sha256"], f["file"]
 
 
-@pytest.mark.parametrize(("case", "baseline"), LORA_BASELINES.items())
-def test_lora_cases_differ_from_their_graph_without_the_lora(case, baseline):
+@pytest.mark.parametrize(("case", "baseline"), BASELINES.items())
+def test_model_file_cases_differ_from_their_graph_without_the_file(case, baseline):
     [ours], [theirs] = GOLDEN["cases"][case], GOLDEN["cases"][baseline]
     diff = np.abs(pixels(cases.GOLDEN_DIR / ours["file"]) - pixels(cases.GOLDEN_DIR / theirs["file"]))
     assert diff.mean() > 100 * MAX_MEAN_DIFF

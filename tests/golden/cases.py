@@ -1,10 +1,14 @@
 """Parity cases: small ComfyUI API-format graphs run on upstream ComfyUI (golden images) and on comfyd.
 
-Every case uses the seeded random-weight SD1.5 checkpoint written by shared/tools/make_checkpoint.py with
-CHECKPOINT_ARGS; the server's input folder needs INPUT_IMAGES (make_golden.py uploads them) and its models/loras/
-the files of lora.PARITY_LORAS (written by ``python tests/golden/lora.py <models>/loras``). Each builder returns a
-fresh prompt whose only output node is a SaveImage with id OUTPUT_NODE; its images are the case's golden files
-`<case>_<i>.png`.
+The cases use the seeded random-weight SD1.5 checkpoint written by shared/tools/make_checkpoint.py with
+CHECKPOINT_ARGS; the server's input folder needs INPUT_IMAGES (make_golden.py uploads them), and its models folder
+the seeded files the cases load: lora.PARITY_LORAS in loras/ (``python tests/golden/lora.py <models>/loras``),
+controlnet.PARITY_CONTROLNETS in controlnet/ (``python -m tests.golden.controlnet <models>/controlnet``) and
+upscaler.PARITY_UPSCALERS in upscale_models/ (``python -m tests.golden.upscaler <models>/upscale_models``), and
+adapter.PARITY_ADAPTERS in controlnet/ with the UNet they need, adapter.PARITY_UNETS, in diffusion_models/
+(``python -m tests.golden.adapter <models>``). Each
+builder returns a fresh prompt whose only output node is a SaveImage with id OUTPUT_NODE; its images are the
+case's golden files `<case>_<i>.png`.
 
 INPUT_MASKED is input_64.png with an alpha channel: opaque except a disc of radius 12 around (40, 28) that is
 fully transparent, fading back to opaque over the next 6 pixels (alpha = clip((r - 12) / 6, 0, 1) * 255), so
@@ -15,7 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from .adapter import PARITY_ADAPTERS, PARITY_UNETS
+from .controlnet import PARITY_CONTROLNETS
 from .lora import PARITY_LORAS
+from .upscaler import PARITY_UPSCALERS
 
 CHECKPOINT = "tiny-sd15.safetensors"
 CHECKPOINT_ARGS = ("--seed", "0", "--profile", "tiny")
@@ -23,6 +30,9 @@ INPUT_IMAGE = Path(__file__).with_name("input_64.png")
 INPUT_MASKED = Path(__file__).with_name("input_64_rgba.png")
 INPUT_IMAGES = (INPUT_IMAGE, INPUT_MASKED)
 LORA_A, LORA_B = PARITY_LORAS
+CONTROLNET_A, CONTROLNET_B = PARITY_CONTROLNETS
+ESRGAN_X4, ESRGAN_X2 = PARITY_UPSCALERS
+[T2I_ADAPTER], [UNET_2RB] = PARITY_ADAPTERS, PARITY_UNETS
 GOLDEN_DIR = Path(__file__).with_name("sd15")
 OUTPUT_NODE = "9"
 
@@ -32,10 +42,10 @@ LONG_PROMPT = ", ".join(["a very detailed oil painting of a lighthouse on a rock
 
 
 def _ksampler(latent, *, seed, steps=3, cfg=7.0, sampler="euler", scheduler="normal", denoise=1.0, model=("4", 0),
-              positive_node=("6", 0)):
+              positive_node=("6", 0), negative_node=("7", 0)):
     return {"class_type": "KSampler", "inputs": {
         "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler, "scheduler": scheduler,
-        "denoise": denoise, "model": list(model), "positive": list(positive_node), "negative": ["7", 0],
+        "denoise": denoise, "model": list(model), "positive": list(positive_node), "negative": list(negative_node),
         "latent_image": latent}}
 
 
@@ -183,6 +193,72 @@ def conditioning_average() -> dict:
     return txt2img(seed=18, positive_node=("17", 0), extra=nodes)
 
 
+def _load_hint():
+    return {"class_type": "LoadImage", "inputs": {"image": INPUT_IMAGE.name}}
+
+
+def _controlnet(name):
+    return {"class_type": "ControlNetLoader", "inputs": {"control_net_name": name}}
+
+
+def _apply_advanced(control, *, positive, negative, strength, start, end, vae=None):
+    inputs = {"positive": list(positive), "negative": list(negative), "control_net": [control, 0],
+              "image": ["12", 0], "strength": strength, "start_percent": start, "end_percent": end}
+    return {"class_type": "ControlNetApplyAdvanced", "inputs": {**inputs, **({"vae": list(vae)} if vae else {})}}
+
+
+def controlnet_advanced() -> dict:
+    """euler_normal's graph with one ControlNet on both prompts for the first 70% of the schedule, the hint
+    being INPUT_IMAGE."""
+    nodes = {"12": _load_hint(), "30": _controlnet(CONTROLNET_A),
+             "31": _apply_advanced("30", positive=("6", 0), negative=("7", 0), strength=0.8, start=0.0, end=0.7)}
+    return txt2img(seed=1, positive_node=("31", 0), negative_node=("31", 1), extra=nodes)
+
+
+def controlnet_chain() -> dict:
+    """The old ControlNetApply (positive prompt only) with one ControlNet, then ControlNetApplyAdvanced with
+    another from 20% of the schedule on: chained after the first on the positive prompt, alone on the negative.
+    The VAE input is accepted and unused: SD ControlNets take the hint in pixels."""
+    nodes = {"12": _load_hint(), "30": _controlnet(CONTROLNET_A), "32": _controlnet(CONTROLNET_B),
+             "31": {"class_type": "ControlNetApply", "inputs": {
+                 "conditioning": ["6", 0], "control_net": ["30", 0], "image": ["12", 0], "strength": 0.6}},
+             "33": _apply_advanced("32", positive=("31", 0), negative=("7", 0), strength=0.5, start=0.2, end=1.0,
+                                   vae=("4", 2))}
+    return txt2img(seed=1, positive_node=("33", 0), negative_node=("33", 1), extra=nodes)
+
+
+def _two_block_unet(extra: dict | None = None, **sampling) -> dict:
+    """txt2img on UNET_2RB (UNETLoader, node 50) with the checkpoint's CLIP and VAE."""
+    unet = {"50": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_2RB, "weight_dtype": "default"}}}
+    return txt2img(seed=20, model=("50", 0), extra={**unet, **(extra or {})}, **sampling)
+
+
+def t2i_adapter() -> dict:
+    """The two-block UNet with a light T2I-Adapter on both prompts for the first 80% of the schedule."""
+    nodes = {"12": _load_hint(), "30": _controlnet(T2I_ADAPTER),
+             "31": _apply_advanced("30", positive=("6", 0), negative=("7", 0), strength=0.9, start=0.0, end=0.8)}
+    return _two_block_unet(nodes, positive_node=("31", 0), negative_node=("31", 1))
+
+
+def _upscale(model_name, image) -> dict:
+    return {"40": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": model_name}},
+            "41": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["40", 0], "image": list(image)}}}
+
+
+def _save(image) -> dict:
+    return {OUTPUT_NODE: {"class_type": "SaveImage", "inputs": {"filename_prefix": "parity", "images": list(image)}}}
+
+
+def esrgan_image() -> dict:
+    """INPUT_IMAGE through an ESRGAN in the original key layout (x4), nothing else."""
+    return {"12": _load_hint(), **_upscale(ESRGAN_X4, ("12", 0)), **_save(("41", 0))}
+
+
+def esrgan_decoded() -> dict:
+    """euler_normal's decoded image through an ESRGAN in the BasicSR key layout (x2)."""
+    return {**txt2img(seed=1), **_upscale(ESRGAN_X2, ("8", 0)), **_save(("41", 0))}
+
+
 CASES: dict[str, Callable[[], dict]] = {
     "euler_normal": lambda: txt2img(seed=1, sampler="euler", scheduler="normal"),
     "euler_ancestral_karras": lambda: txt2img(seed=2, sampler="euler_ancestral", scheduler="karras"),
@@ -208,4 +284,10 @@ CASES: dict[str, Callable[[], dict]] = {
     "area_composition": area_composition,
     "timestep_range": timestep_range,
     "conditioning_average": conditioning_average,
+    "controlnet_advanced": controlnet_advanced,
+    "controlnet_chain": controlnet_chain,
+    "esrgan_x4_image": esrgan_image,
+    "esrgan_x2_decoded": esrgan_decoded,
+    "unet_two_blocks": _two_block_unet,
+    "t2i_adapter_light": t2i_adapter,
 }
