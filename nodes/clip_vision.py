@@ -1,9 +1,10 @@
-"""CLIP vision nodes: load an image encoder, encode images, and condition SDXL on them (unCLIP / revision)."""
+"""CLIP vision nodes: load an image encoder (alone, or with the checkpoint that embeds one), encode images, and
+condition on them (SD2 unCLIP, SDXL revision)."""
 from __future__ import annotations
 
 from engine import folders
 
-from .loaders import cached_model
+from .loaders import cached_model, load_checkpoint_file
 
 
 class CLIPVisionLoader:
@@ -22,6 +23,43 @@ class CLIPVisionLoader:
             path, manager.load_device, manager.text_dtype(), manager=manager, name=clip_name)),)
 
 
+def checkpoint_clip_vision(ckpt_name: str):
+    """The image encoder inside checkpoints/<ckpt_name> (unCLIP, SVD), or None when it holds none (as ComfyUI)."""
+    from engine.models.clip_vision import load_clip_vision_file
+
+    return cached_model("checkpoints", ckpt_name, lambda path, manager: load_clip_vision_file(
+        path, manager.load_device, manager.text_dtype(), manager=manager, name=ckpt_name, embedded=True),
+        kind="checkpoint_clip_vision")
+
+
+class unCLIPCheckpointLoader:  # noqa: N801 - ComfyUI's node type name
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"ckpt_name": (folders.get_filename_list("checkpoints"),)}}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE", "CLIP_VISION")
+    FUNCTION = "load_checkpoint"
+    CATEGORY = "loaders"
+
+    def load_checkpoint(self, ckpt_name):
+        return (*load_checkpoint_file(ckpt_name), checkpoint_clip_vision(ckpt_name))
+
+
+class ImageOnlyCheckpointLoader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"ckpt_name": (folders.get_filename_list("checkpoints"),)}}
+
+    RETURN_TYPES = ("MODEL", "CLIP_VISION", "VAE")
+    FUNCTION = "load_checkpoint"
+    CATEGORY = "loaders/video_models"
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_video_model"
+
+    def load_checkpoint(self, ckpt_name):
+        model, _, vae = load_checkpoint_file(ckpt_name, clip=False)
+        return model, checkpoint_clip_vision(ckpt_name), vae
+
+
 class CLIPVisionEncode:
     @classmethod
     def INPUT_TYPES(cls):
@@ -32,6 +70,9 @@ class CLIPVisionEncode:
     CATEGORY = "conditioning"
 
     def encode(self, clip_vision, image, crop):
+        if clip_vision is None:
+            raise ValueError("CLIPVisionEncode: no CLIP vision model (the checkpoint it was loaded from holds no "
+                             "image encoder)")
         return (clip_vision.encode(image, crop=crop == "center"),)
 
 
@@ -58,5 +99,7 @@ class unCLIPConditioning:  # noqa: N801 - ComfyUI's node type name
 
 
 NODE_CLASS_MAPPINGS = {"CLIPVisionLoader": CLIPVisionLoader, "CLIPVisionEncode": CLIPVisionEncode,
-                       "unCLIPConditioning": unCLIPConditioning}
-NODE_DISPLAY_NAME_MAPPINGS = {"CLIPVisionLoader": "Load CLIP Vision", "CLIPVisionEncode": "CLIP Vision Encode"}
+                       "unCLIPConditioning": unCLIPConditioning, "unCLIPCheckpointLoader": unCLIPCheckpointLoader,
+                       "ImageOnlyCheckpointLoader": ImageOnlyCheckpointLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"CLIPVisionLoader": "Load CLIP Vision", "CLIPVisionEncode": "CLIP Vision Encode",
+                              "ImageOnlyCheckpointLoader": "Image Only Checkpoint Loader (img2vid model)"}

@@ -170,8 +170,11 @@ class ClipVision:
 
 
 def load_clip_vision_file(path: str | os.PathLike, device: torch.device | str, dtype: torch.dtype, *,
-                          manager=None, name: str | None = None) -> ClipVision:
-    """A CLIP vision file (CLIPVisionLoader); CheckpointError when it holds no (complete) CLIP vision tower."""
+                          manager=None, name: str | None = None, embedded: bool = False) -> ClipVision | None:
+    """A CLIP vision file (CLIPVisionLoader); CheckpointError when it holds no (complete) CLIP vision tower.
+
+    ``embedded``: the image encoder inside a whole checkpoint (unCLIP, SVD), None when the checkpoint has none.
+    """
     device = torch.device(device)
     with open_checkpoint(path, device) as file:
         try:
@@ -179,6 +182,8 @@ def load_clip_vision_file(path: str | os.PathLike, device: torch.device | str, d
         except (KeyError, IndexError) as exc:
             raise CheckpointError(f"{file.name}: incomplete CLIP vision model, missing {exc}") from None
         if spec is None:
+            if embedded:
+                return None
             raise CheckpointError(f"{file.name}: not a CLIP vision model (no class embedding under "
                                   f"'{HF_ROOT}' or {', '.join(repr(p) for p in OPEN_CLIP_PREFIXES)})")
         tensors = CastingReader(file.shapes, file.read, device, dtype)

@@ -93,7 +93,9 @@ def unet_config(spec: UNetSpec) -> dict:
         cross_attention_dim=spec.context_dim,
         use_linear_projection=spec.use_linear_in_transformer,
     )
-    if spec.adm_in_channels is not None:  # SDXL: pooled text + Fourier-embedded size conditions
+    if spec.unclip:  # SD2 unCLIP: the label MLP takes the image embedding and its noise-level embedding as given
+        config.update(class_embed_type="projection", projection_class_embeddings_input_dim=spec.adm_in_channels)
+    elif spec.adm_in_channels is not None:  # SDXL: pooled text + Fourier-embedded size conditions
         config.update(addition_embed_type="text_time", addition_time_embed_dim=ADM_FOURIER_WIDTH,
                       projection_class_embeddings_input_dim=spec.adm_in_channels)
     return config
@@ -189,6 +191,9 @@ def ldm_unet_names(diffusers_names: Iterable[str]) -> dict[str, str]:
     if any(n.startswith("add_embedding.") for n in names):
         ldm += DIFFUSERS_TO_LDM_MAPPING["unet"]["addition_embed_type"].values()
         config["addition_embed_type"] = "text_time"
+    if any(n.startswith("class_embedding.") for n in names):
+        ldm += DIFFUSERS_TO_LDM_MAPPING["unet"]["class_embed_type"].values()
+        config["class_embed_type"] = "projection"
     step = per_level + 1  # LDM blocks per level: the res blocks and a down/upsampler slot
     for level in _indices(names, "down_blocks."):
         for j in range(per_level):

@@ -26,6 +26,14 @@ V_PRED_BIAS_STD = 0.09
 
 CLIP_HEAD_WIDTH = 64  # every SD text encoder (CLIP-L, OpenCLIP-H, bigG) uses 64-wide attention heads
 
+# SD2 unCLIP feeds the label embedding an image embedding and its noise level's timestep embedding, equally wide.
+# Whole checkpoints carry the embedding noise augmentor's schedule and the image encoder; a bare UNet is known by
+# the released sizes (context 1024; CLIP-L images: 2 x 768, OpenCLIP-H: 2 x 1024).
+UNCLIP_MARKERS = ("noise_augmentor.", "embedder.model.visual.")
+UNCLIP_SIZES = {(1024, 1536), (1024, 2048)}  # (context_dim, adm_in_channels)
+# Stable Video Diffusion: every UNet res block has a temporal twin ("time_stack") and a mixing factor.
+VIDEO_UNET_MARKERS = (".time_stack.", ".time_mixer.")
+
 
 class CheckpointError(Exception):
     """A file that cannot be read as, or is not, a supported Stable Diffusion checkpoint (or part of one)."""
@@ -84,6 +92,7 @@ class UNetSpec:
     adm_in_channels: int | None
     num_heads: int
     num_head_channels: int
+    unclip: bool = False  # the label embedding takes an unCLIP image embedding + noise level (SD2 unCLIP)
 
     @property
     def attention_resolutions(self) -> tuple[int, ...]:
@@ -188,6 +197,9 @@ def find_unet_prefix(shapes: Shapes) -> str | None:
 def detect_unet(shapes: Shapes, prefix: str, name: str) -> tuple[str, UNetSpec]:
     """(family, UNetSpec) of the UNet whose keys start with ``prefix``."""
     keys = [k for k in shapes if k.startswith(prefix)]
+    if any(marker in k for k in keys for marker in VIDEO_UNET_MARKERS):
+        raise CheckpointError(f"{name}: a Stable Video Diffusion (video) model; comfyd runs image models only, "
+                              f"not video models")
     conv_in = shapes[prefix + "input_blocks.0.0.weight"]
     model_channels, in_channels = conv_in[0], conv_in[1]
     out_channels = shapes[prefix + "out.2.weight"][0] if prefix + "out.2.weight" in shapes else 4
@@ -228,7 +240,8 @@ def detect_unet(shapes: Shapes, prefix: str, name: str) -> tuple[str, UNetSpec]:
 
     if context_dim is None:
         raise unrecognised(name, "UNet without cross-attention")
-    family = unet_family(adm, context_dim, linear)
+    unclip = is_unclip(shapes, adm, context_dim, linear)
+    family = "sd2" if unclip else unet_family(adm, context_dim, linear)
     if family is None:
         raise unrecognised(name, f"UNet with adm_in_channels={adm} and context_dim={context_dim}")
     traits = FAMILIES[family]
@@ -237,7 +250,15 @@ def detect_unet(shapes: Shapes, prefix: str, name: str) -> tuple[str, UNetSpec]:
         channel_mult=tuple(channel_mult), num_res_blocks=tuple(num_res_blocks), transformer_depth=tuple(depth_in),
         transformer_depth_output=tuple(depth_out), transformer_depth_middle=depth_mid, context_dim=context_dim,
         use_linear_in_transformer=linear, adm_in_channels=adm, num_heads=traits.num_heads,
-        num_head_channels=traits.num_head_channels)
+        num_head_channels=traits.num_head_channels, unclip=unclip)
+
+
+def is_unclip(shapes: Shapes, adm: int | None, context_dim: int, linear: bool) -> bool:
+    """An SD2 unCLIP UNet: SD2's linear transformers with a label embedding twice an image embedding wide, in a
+    file that holds the unCLIP parts (or, for a bare UNet, of the released sizes)."""
+    if adm is None or not linear or adm % 2:
+        return False
+    return (context_dim, adm) in UNCLIP_SIZES or any(k.startswith(UNCLIP_MARKERS) for k in shapes)
 
 
 def unet_family(adm: int | None, context_dim: int, linear: bool) -> str | None:

@@ -43,6 +43,14 @@ class DiffusionModel:
     def in_channels(self) -> int:
         return self.unet.config.in_channels
 
+    @property
+    def unclip_width(self) -> int | None:
+        """The label-embedding input width of an SD2 unCLIP UNet (image embedding + noise level), else None."""
+        config = self.unet.config
+        if getattr(config, "class_embed_type", None) != "projection":
+            return None
+        return config.projection_class_embeddings_input_dim
+
     def process_latent_in(self, latent: torch.Tensor) -> torch.Tensor:
         return latent * self.latent_scale
 
@@ -72,6 +80,10 @@ class DiffusionModel:
                 pooled = torch.zeros((1, pooled_width))
             out["text_embeds"] = pooled
             out["time_ids"] = torch.tensor([ids], dtype=torch.float32).repeat(pooled.shape[0], 1)
+        elif self.unclip_width is not None:
+            out["class_labels"] = unclip.sd2_adm(
+                options.get("unclip_conditioning"), seed, self.unclip_width,
+                options.get("unclip_noise_augment_merge", unclip.SD2_MERGE_AUGMENTATION))
         if self.in_channels == 9:  # inpainting UNet: mask + masked image as extra input channels
             out["c_concat"] = self._inpaint_concat(noise, latent_image, denoise_mask)
         return out
@@ -90,7 +102,7 @@ class DiffusionModel:
         return torch.cat((mask, masked), dim=1)
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor,
-                    text_embeds=None, time_ids=None, c_concat=None, control=None, gligen=None,
+                    text_embeds=None, time_ids=None, class_labels=None, c_concat=None, control=None, gligen=None,
                     **unused) -> torch.Tensor:
         """`control`: the Residuals (engine.models.controlnet) that ControlNets / T2I-Adapters add, or None;
         `gligen`: a cond's GLIGEN entry (engine.models.gligen), or None."""
@@ -111,5 +123,6 @@ class DiffusionModel:
                 grounding = grounding_kwargs(gligen, self.unet, x)
             output = self.unet(model_input.to(dtype), ms.timestep(sigma).float(),
                                encoder_hidden_states=c_crossattn.to(x.device, dtype),
+                               class_labels=None if class_labels is None else class_labels.to(x.device, dtype),
                                added_cond_kwargs=added, return_dict=False, **residuals, **grounding)[0].float()
         return ms.calculate_denoised(sigma, output, x)

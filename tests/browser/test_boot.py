@@ -15,10 +15,6 @@ from tests.browser.live import (CHECKPOINT, CHECKPOINT_CHOICES, HAS_WORKFLOW, OU
 # Frontend 1.27.10 throws this on every boot, against upstream ComfyUI too: a setting's onChange runs before the
 # setting is registered.
 PINNED_BOOT_BUG = "Cannot read properties of undefined (reading 'id')"
-# Frontend 1.27.10 registers model-library providers for ImageOnlyCheckpointLoader, ControlNetLoader,
-# UpscaleModelLoader, StyleModelLoader and GLIGENLoader; while comfyd lacks those node types, every model combo
-# widget fails to build (the error below, and `CheckpointLoaderSimple` shows no list).
-PINNED_MISSING_LOADERS = "Cannot read properties of undefined (reading 'name')"
 
 
 def open_default_workflow(page) -> None:
@@ -113,12 +109,13 @@ def test_pinned_frontend_boots_through_front_end_version(open_page, pinned_comfy
     recorder.write("boot-pinned")
     assert recorder.failed == []
     assert [e for e in recorder.page_errors if PINNED_BOOT_BUG not in e] == []
-    assert recorder.unexpected_console_errors(tolerated=(PINNED_MISSING_LOADERS,)) == []
+    assert recorder.unexpected_console_errors() == []
 
 
-@pytest.mark.xfail(strict=True, reason="frontend 1.27.10 needs the loader node types comfyd lacks "
-                                       "(see PINNED_MISSING_LOADERS)")
 def test_pinned_frontend_lists_the_checkpoint(open_page, pinned_comfyd):
+    """1.27.10 registers model-library providers for ImageOnlyCheckpointLoader, ControlNetLoader,
+    UpscaleModelLoader, StyleModelLoader and GLIGENLoader: with any of those node types missing, every model combo
+    widget fails to build and CheckpointLoaderSimple lists nothing."""
     page, recorder, templates = boot(open_page, pinned_comfyd)
     close(page, templates)
     assert CHECKPOINT in (page.evaluate(CHECKPOINT_CHOICES) or [])

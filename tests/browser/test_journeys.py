@@ -150,6 +150,19 @@ LOADED_IMAGE = """() => {
     return img && img.complete && img.naturalWidth > 0 ? [node.widgets[0].value, img.src] : null;
 }"""
 NODE_TYPES = "() => window.app.graph._nodes.map(n => n.type).sort()"
+NEW_BLANK_WORKFLOW = """async () => {
+    await window.app.extensionManager.command.execute('Comfy.NewBlankWorkflow');
+}"""
+# What the browser does when a file is dragged from the desktop and let go over the canvas: drag events carrying a
+# DataTransfer that holds the file (built here from its bytes).
+DROP_FILE = """([bytes, name, type]) => {
+    const data = new DataTransfer();
+    data.items.add(new File([new Uint8Array(bytes)], name, {type}));
+    const canvas = document.querySelector('#graph-canvas'), box = canvas.getBoundingClientRect();
+    const at = {clientX: box.left + box.width / 2, clientY: box.top + box.height / 2};
+    for (const kind of ['dragenter', 'dragover', 'drop'])
+        canvas.dispatchEvent(new DragEvent(kind, {bubbles: true, cancelable: true, dataTransfer: data, ...at}));
+}"""
 DEV_MODE = "Comfy.DevMode"
 
 
@@ -190,7 +203,7 @@ def test_files_uploads_workflows_and_settings(open_page, comfyd, tmp_path):
     (entry,) = [e for e in comfyd.get_json("/api/history").values() if "9" in e["outputs"]
                 and e["outputs"]["9"]["images"][0]["filename"] in src]
     saved = comfyd.base / "output" / entry["outputs"]["9"]["images"][0]["filename"]
-    page.evaluate("async () => { await window.app.extensionManager.command.execute('Comfy.NewBlankWorkflow') }")
+    page.evaluate(NEW_BLANK_WORKFLOW)
     page.wait_for_function("() => window.app.graph._nodes.length === 0", timeout=10_000)
     with page.expect_file_chooser() as chooser:
         page.locator("#graph-canvas").click(position={"x": 300, "y": 300})
@@ -199,6 +212,14 @@ def test_files_uploads_workflows_and_settings(open_page, comfyd, tmp_path):
     page.wait_for_function("() => window.app.graph._nodes.length > 0", timeout=15_000)
     assert page.evaluate(NODE_TYPES) == expected_types
     page.screenshot(path=str(OUTPUT / "journey-png-workflow.png"))
+
+    # Dragging that PNG back onto a blank canvas restores its workflow too.
+    page.evaluate(NEW_BLANK_WORKFLOW)
+    page.wait_for_function("() => window.app.graph._nodes.length === 0", timeout=10_000)
+    page.evaluate(DROP_FILE, [list(saved.read_bytes()), saved.name, "image/png"])
+    page.wait_for_function("() => window.app.graph._nodes.length > 0", timeout=15_000)
+    assert page.evaluate(NODE_TYPES) == expected_types
+    page.screenshot(path=str(OUTPUT / "journey-png-dropped.png"))
 
     # Ctrl+S asks for a name and saves into user/default/workflows; after a reload the sidebar lists it.
     page.keyboard.press("Control+s")

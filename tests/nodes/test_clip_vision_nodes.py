@@ -14,7 +14,9 @@ from tests.nodes.test_latent_nodes import assert_matches_capture, assert_same
 
 @pytest.mark.parametrize("name", sorted(clip_vision.NODE_CLASS_MAPPINGS))
 def test_declaration_matches_upstream(name, tmp_path, monkeypatch):
-    # An empty models folder: the loader's file list is [], as in the capture.
+    # The capture's models: no CLIP vision file, one checkpoint (only listed, so it need not hold anything).
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "models" / "checkpoints" / "tiny-sd15.safetensors").touch()
     monkeypatch.setattr(folders, "_active", folders.Folders(tmp_path, input_dir=tmp_path, output_dir=tmp_path,
                                                             temp_dir=tmp_path, user_dir=tmp_path))
     assert_matches_capture(clip_vision, name)
