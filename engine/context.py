@@ -22,6 +22,10 @@ class Interrupted(Exception):
         super().__init__("Processing interrupted")
 
 
+# ComfyUI's --preview-method values ("taesd" falls back to latent2rgb: no TAESD decoder is bundled).
+PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
+
+
 @dataclasses.dataclass
 class NodeContext:
     prompt_id: str

@@ -311,6 +311,12 @@ class _PromptRun:
         for i in range(count):
             yield {name: values[min(i, len(values) - 1)] for name, values in data.items()}
 
+    def preview_method(self) -> str:
+        """The client's choice for this prompt (the frontend's "Live preview method" setting, sent as
+        extra_data.preview_method), else the server's --preview-method."""
+        chosen = self.item.extra_data.get("preview_method")
+        return chosen if chosen in context.PREVIEW_METHODS else self.ex.preview_method
+
     def call_node(self, node_id: str) -> NodeOutput | None:
         class_type = self.class_type(node_id)
         cls = self.ex.registry.get(class_type)
@@ -318,7 +324,7 @@ class _PromptRun:
         self.set_progress(node_id, 0.0, 1.0)
         self.emit("executing", {"node": node_id, "display_node": self.display_id(node_id), "prompt_id": self.prompt_id})
         ctx = context.NodeContext(self.prompt_id, node_id, self.display_id(node_id), self.interrupt, self.on_progress,
-                                  self.on_preview, self.ex.preview_method, self.ex.models)
+                                  self.on_preview, self.preview_method(), self.ex.models)
         token = context.activate(ctx)
         try:
             function = getattr(self.ex.instance(node_id, class_type), cls.FUNCTION)

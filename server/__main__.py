@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from engine import Settings
+from engine.context import PREVIEW_METHODS
 
 from .frontend import CUSTOM_VERSIONS, FrontendError, version_spec
 
@@ -30,7 +31,7 @@ def parse_args(argv: list[str]) -> Settings:
     p.add_argument("--enable-cors-header", nargs="?", const="*", default=None)
     p.add_argument("--max-upload-size", type=float, default=100, help="in MB")
     p.add_argument("--max-queue-size", type=int, default=0, help="0 = unbounded")
-    p.add_argument("--preview-method", choices=["none", "auto", "latent2rgb", "taesd"], default="none")
+    p.add_argument("--preview-method", choices=PREVIEW_METHODS, default="none")
     vram = p.add_mutually_exclusive_group()
     vram.add_argument("--highvram", action="store_const", dest="vram_mode", const="high")
     vram.add_argument("--normalvram", action="store_const", dest="vram_mode", const="normal")

@@ -88,7 +88,7 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
             return
         ctx.check_interrupted()
         preview = None
-        if ctx.preview_method in ("auto", "latent2rgb"):
+        if ctx.preview_method != "none":  # taesd too: without TAESD weights upstream also falls back to latent2rgb
             preview = ("JPEG", latent_to_image(info["denoised"], model.family), 512)
         ctx.progress(info["i"] + 1, total, preview)
 

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.fixtures import z_image
 from tests.fixtures.checkpoints import write_sd15
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +22,7 @@ CHECKPOINT = "tiny-sd15.safetensors"
 # Where .ci/run puts the frontend ComfyUI 0.3.64 pins (comfyd serves it through --front-end-version).
 PINNED_VERSION = "1.27.10"
 PINNED_FRONTEND = ROOT / ".venv" / "web_custom_versions" / "Comfy-Org_ComfyUI_frontend" / PINNED_VERSION
+PINNED_DEFAULT_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # what 1.27's default workflow loads
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Answers upstream ComfyUI gives as well and the frontend expects on a fresh user: user.css is linked from
@@ -92,9 +94,13 @@ class Comfyd:
 
 
 def make_base(base: Path) -> Path:
+    """A data folder with the tiny SD1.5 checkpoint and tiny stand-ins of the files the two frontends' default
+    workflows load, under their real names (1.58: Z-Image Turbo; 1.27: an SD1.5 checkpoint)."""
     checkpoint = base / "models" / "checkpoints" / CHECKPOINT
     checkpoint.parent.mkdir(parents=True)
     write_sd15(checkpoint, seed=0)
+    write_sd15(checkpoint.with_name(PINNED_DEFAULT_CHECKPOINT), seed=0)
+    z_image.install(base / "models")
     return base
 
 
@@ -166,6 +172,16 @@ SAVED_IMAGE = """() => {
     const img = node && node.imgs && node.imgs[0];
     return img && img.complete && img.naturalWidth > 0 ? img.src : null;
 }"""
+# Counts what the app's API client hands the UI while a prompt runs: `progress` events per node and binary
+# preview frames (`b_preview`), the events the node progress bars and live previews are drawn from.
+WATCH_EXECUTION = """() => {
+    const api = window.comfyAPI.api.api;
+    window.__seen = {progress: [], previews: 0};
+    api.addEventListener('progress', e => window.__seen.progress.push([String(e.detail.node), e.detail.value,
+                                                                      e.detail.max]));
+    api.addEventListener('b_preview', () => { window.__seen.previews += 1; });
+}"""
+SEEN = "() => window.__seen"
 # Text to image on the tiny checkpoint, small and short so the CPU run takes seconds.
 WORKFLOW = {
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},

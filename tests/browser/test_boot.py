@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from PIL import Image
 
 from tests.browser.live import (CHECKPOINT, CHECKPOINT_CHOICES, HAS_WORKFLOW, OUTPUT, PINNED_FRONTEND, PINNED_VERSION,
-                                WORKFLOW, Comfyd, SAVED_IMAGE, boot, close, make_base)
+                                SAVED_IMAGE, SEEN, WATCH_EXECUTION, Comfyd, boot, close, make_base)
 
 # Frontend 1.27.10 throws this on every boot, against upstream ComfyUI too: a setting's onChange runs before the
 # setting is registered.
@@ -40,7 +41,10 @@ def test_boot_shows_templates_then_the_default_workflow_and_the_checkpoint(open_
     close(page, templates)
     open_default_workflow(page)
     assert page.locator("#graph-canvas").is_visible()
-    assert set(comfyd.get_json("/api/object_info")) <= registered_types(page), "every comfyd node is registered"
+    object_info = comfyd.get_json("/api/object_info")
+    assert set(object_info) <= registered_types(page), "every comfyd node is registered"
+    default_types = page.evaluate("() => window.app.graph._nodes.map(n => n.type)")
+    assert default_types and set(default_types) <= set(object_info), "the default workflow has no missing nodes"
     assert CHECKPOINT in page.evaluate(CHECKPOINT_CHOICES)
     page.wait_for_timeout(1000)  # let the canvas paint
     page.screenshot(path=str(OUTPUT / "boot.png"))
@@ -53,20 +57,33 @@ def test_boot_shows_templates_then_the_default_workflow_and_the_checkpoint(open_
 def test_run_shows_the_image_and_the_job(open_page, comfyd):
     page, recorder, templates = boot(open_page, comfyd)
     close(page, templates)
-    # The default workflow of frontend 1.58 needs models a test cannot have; load a tiny text-to-image one the way
-    # "open workflow" does with an API-format file.
-    page.evaluate("async (w) => { await window.app.loadApiJson(w, 'tiny-txt2img.json') }", WORKFLOW)
+    # The frontend's own default workflow, unchanged: Z-Image Turbo at 1024 px, 8 res_multistep steps, on tiny
+    # stand-ins of its three model files (a few seconds on a CPU).
+    open_default_workflow(page)
+    # The whole graph on screen: node images load when drawn.
     page.evaluate("async () => { await window.app.extensionManager.command.execute('Comfy.Canvas.FitView') }")
+    # The user's "Live preview method" setting (the server runs with upstream's default, no previews).
+    page.evaluate("async () => { await window.app.extensionManager.setting.set('Comfy.Execution.PreviewMethod',"
+                  " 'auto') }")
+    sampler = page.evaluate("() => String(window.app.graph._nodes.find(n => n.type === 'KSampler').id)")
+    page.evaluate(WATCH_EXECUTION)
     page.locator('[data-testid="queue-button"]').first.click()
-    src = page.wait_for_function(SAVED_IMAGE, timeout=90_000, polling=250).json_value()
+    src = page.wait_for_function(SAVED_IMAGE, timeout=120_000, polling=250).json_value()
 
     history = comfyd.get_json("/api/history")
     assert len(history) == 1
     (entry,) = history.values()
     assert entry["status"]["status_str"] == "success" and entry["status"]["completed"]
+    assert {node["class_type"] for node in entry["prompt"][2].values()} >= {
+        "UNETLoader", "CLIPLoader", "ModelSamplingAuraFlow", "EmptySD3LatentImage", "KSampler"}
     (image,) = entry["outputs"]["9"]["images"]
-    assert (comfyd.base / "output" / image["filename"]).is_file()
+    with Image.open(comfyd.base / "output" / image["filename"]) as saved:
+        assert saved.size == (1024, 1024)
     assert f"filename={image['filename']}" in src, "the node shows the image comfyd saved"
+    # The sampler node's progress bar and live preview are drawn from these events.
+    seen = page.evaluate(SEEN)
+    assert [value for node, value, _ in seen["progress"] if node == sampler] == list(range(1, 9))
+    assert seen["previews"] >= 1
 
     # Frontend 1.58 lists jobs from /api/jobs only (no fallback to /queue and /history).
     page.locator('[data-testid="queue-overlay-toggle"]').first.click()
@@ -93,7 +110,9 @@ def pinned_comfyd(tmp_path_factory):
     versions = base / "web_custom_versions" / "Comfy-Org_ComfyUI_frontend"
     versions.mkdir(parents=True)
     os.symlink(PINNED_FRONTEND, versions / PINNED_VERSION)
-    server = Comfyd(base, "--front-end-version", f"Comfy-Org/ComfyUI_frontend@v{PINNED_VERSION}")
+    # 1.27 has no per-prompt preview setting: previews come from the server's flag.
+    server = Comfyd(base, "--front-end-version", f"Comfy-Org/ComfyUI_frontend@v{PINNED_VERSION}",
+                    "--preview-method", "auto")
     yield server
     server.stop()
 
@@ -119,4 +138,28 @@ def test_pinned_frontend_lists_the_checkpoint(open_page, pinned_comfyd):
     page, recorder, templates = boot(open_page, pinned_comfyd)
     close(page, templates)
     assert CHECKPOINT in (page.evaluate(CHECKPOINT_CHOICES) or [])
+    assert recorder.unexpected_console_errors() == []
+
+
+def test_pinned_frontend_runs_its_default_workflow(open_page, pinned_comfyd):
+    page, recorder, templates = boot(open_page, pinned_comfyd)
+    close(page, templates)
+    open_default_workflow(page)
+    page.evaluate("() => { window.app.canvas.ds.scale = 0.5; window.app.canvas.ds.offset = [0, 0];"
+                  " window.app.canvas.setDirty(true, true) }")  # every node on screen: images load when drawn
+    page.evaluate(WATCH_EXECUTION)
+    page.locator('[data-testid="queue-button"]').first.click()
+    src = page.wait_for_function(SAVED_IMAGE, timeout=120_000, polling=250).json_value()
+    (entry,) = pinned_comfyd.get_json("/api/history").values()
+    assert entry["status"]["status_str"] == "success"
+    (image,) = entry["outputs"]["9"]["images"]
+    assert f"filename={image['filename']}" in src
+    seen = page.evaluate(SEEN)
+    assert [value for node, value, _ in seen["progress"] if node == "3"] == list(range(1, 21))
+    assert seen["previews"] >= 1
+    # 1.27 lists the job from /queue and /history.
+    page.screenshot(path=str(OUTPUT / "run-pinned.png"))
+    recorder.write("run-pinned")
+    assert recorder.failed == []
+    assert [e for e in recorder.page_errors if PINNED_BOOT_BUG not in e] == []
     assert recorder.unexpected_console_errors() == []

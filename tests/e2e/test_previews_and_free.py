@@ -45,3 +45,15 @@ async def test_free_unloads_models_and_the_next_prompt_reloads(client, checkpoin
     prompt_id, messages = await run_prompt(client, default_workflow(checkpoint, prefix="b"))
     assert of_type(messages, "execution_cached")[0]["nodes"] == []  # outputs were dropped too
     assert (await wait_history(client, prompt_id))["status"]["status_str"] == "success"
+
+
+@pytest.mark.parametrize("server_method, prompt_method, frames", [
+    ("none", "auto", 3), ("none", "taesd", 3), ("latent2rgb", "none", 0), ("none", None, 0), ("none", "bogus", 0)])
+async def test_the_client_chooses_the_preview_method_per_prompt(client, checkpoint, server_method, prompt_method,
+                                                                 frames):
+    """The frontend's "Live preview method" setting arrives as extra_data.preview_method and overrides the
+    server's --preview-method for that prompt ("default" is not sent; unknown values are ignored)."""
+    client.app[ENGINE].executor.preview_method = server_method
+    extra = {"extra_data": {"preview_method": prompt_method}} if prompt_method else {}
+    _, messages = await run_prompt(client, default_workflow(checkpoint, steps=3), **extra)
+    assert len([m for m in messages if isinstance(m, bytes)]) == frames
