@@ -8,7 +8,9 @@ Every sampler takes ``model(x, sigma, **extra_args) -> denoised``: ``x`` is the 
 on to the model as a keyword argument, so models take ``**kwargs``. Two optional attributes widen it:
 
 - ``model.model_sampling``: the ``ModelSampling`` of the model. Samplers that need it (lcm, sa_solver, and
-  the half-log-SNR samplers) fall back to SD's discrete eps schedule when it is absent.
+  the half-log-SNR samplers) fall back to SD's discrete eps schedule when it is absent. On rectified-flow
+  model sampling (``prediction == "flow"``) the ancestral samplers switch to flow-path steps and the
+  half-log-SNR samplers start just below sigma 1 (``offset_first_sigma_for_snr``), as in ComfyUI.
 - ``model.denoise_with_uncond(x, sigma, **extra_args) -> (denoised, uncond_denoised)``: the guided result and
   the unconditional prediction of the same call, the uncond computed even at cfg 1. The ``*_cfg_pp`` samplers
   use it (CFG++ steps along the unconditional prediction). Without it the model is taken as unguided, so the
@@ -51,6 +53,27 @@ def ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
     return sigma_down, sigma_up
 
 
+def flow_ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
+    """``ancestral_step`` for rectified flow, where x = (1 - sigma) x0 + sigma noise.
+
+    Returns ``(sigma_down, rescale, sigma_up)``: interpolate towards x0 down to ``sigma_down`` (``eta`` 0 = straight
+    to ``sigma_to``), multiply by ``rescale`` = (1 - sigma_to) / (1 - sigma_down) to restore the signal level of
+    ``sigma_to``, then add noise of std ``sigma_up`` to reach its noise level.
+    """
+    sigma_down = sigma_to * (1 + (sigma_to / sigma_from - 1) * eta)
+    alpha_to, alpha_down = 1 - sigma_to, 1 - sigma_down
+    if not eta:  # skip the square root of a rounding residue, which may be negative
+        return sigma_down, alpha_to / alpha_down, 0.0
+    sigma_up = (sigma_to ** 2 - sigma_down ** 2 * alpha_to ** 2 / alpha_down ** 2) ** 0.5
+    return sigma_down, alpha_to / alpha_down, sigma_up
+
+
+def flow_interpolate(x: torch.Tensor, denoised: torch.Tensor, sigma, sigma_to) -> torch.Tensor:
+    """Move x along the straight flow path towards ``denoised`` from ``sigma`` to ``sigma_to``."""
+    ratio = sigma_to / sigma
+    return ratio * x + (1 - ratio) * denoised
+
+
 def step_callback(callback, x, i, sigma, denoised) -> None:
     """Report step ``i`` (k-diffusion's dict; sigma_hat equals sigma as no sampler here adds churn)."""
     if callback is not None:
@@ -65,6 +88,19 @@ def _default_model_sampling() -> ModelSampling:
 def model_sampling_of(model) -> ModelSampling:
     ms = getattr(model, "model_sampling", None)
     return ms if ms is not None else _default_model_sampling()
+
+
+def is_rectified_flow(model) -> bool:
+    return model_sampling_of(model).prediction == "flow"
+
+
+def offset_first_sigma_for_snr(sigmas: torch.Tensor, ms: ModelSampling, percent: float = 1e-4) -> torch.Tensor:
+    """A rectified-flow schedule starting at sigma 1 (pure noise) has an infinite half-log-SNR there; the
+    log-SNR samplers start instead at the sigma ``percent`` into the denoising, as ComfyUI does."""
+    if len(sigmas) > 1 and ms.prediction == "flow" and sigmas[0] >= 1:
+        sigmas = sigmas.clone()
+        sigmas[0] = ms.percent_to_sigma(percent)
+    return sigmas
 
 
 def denoise_with_uncond(model, x: torch.Tensor, sigma: torch.Tensor, extra_args: dict):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .common import (ancestral_step, brownian_noise_sampler, denoise_with_uncond, model_sampling_of,
+from .common import (ancestral_step, brownian_noise_sampler, denoise_with_uncond, flow_ancestral_step,
+                     flow_interpolate, is_rectified_flow, model_sampling_of, offset_first_sigma_for_snr,
                      seeded_noise_sampler, step_callback, to_d)
 
 
@@ -24,6 +25,8 @@ def _sigma(t: torch.Tensor) -> torch.Tensor:
 def sample_dpmpp_2s_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0,
                               s_noise=1.0, noise_sampler=None):
     """DPM-Solver++(2S) single-step second order down to sigma_down, then ancestral noise."""
+    if is_rectified_flow(model):
+        return _dpmpp_2s_ancestral_flow(model, x, sigmas, extra_args, callback, eta, s_noise, noise_sampler)
     extra_args = {} if extra_args is None else extra_args
     noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
@@ -42,6 +45,32 @@ def sample_dpmpp_2s_ancestral(model, x, sigmas, extra_args=None, callback=None, 
             x = (_sigma(t_next) / _sigma(t)) * x - (-h).expm1() * denoised_2
         if sigmas[i + 1] > 0:
             x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+    return x
+
+
+def _dpmpp_2s_ancestral_flow(model, x, sigmas, extra_args, callback, eta, s_noise, noise_sampler):
+    """DPM-Solver++(2S) ancestral on the straight flow path: a model call at the half-log-SNR midpoint between
+    sigma and sigma_down, whose x0 estimate carries the whole step (see ``flow_ancestral_step``)."""
+    extra_args = {} if extra_args is None else extra_args
+    noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
+    ms = model_sampling_of(model)
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        sigma_down, rescale, sigma_up = flow_ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        step_callback(callback, x, i, sigmas[i], denoised)
+        if sigmas[i + 1] == 0:
+            x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
+            continue
+        if sigmas[i] == 1.0:  # pure noise: the half-log-SNR is -inf, so take the midpoint just below 1 (ComfyUI's)
+            sigma_mid = 0.9999
+        else:
+            sigma_mid = ms.sigma_from_half_log_snr(
+                ms.half_log_snr(sigmas[i]).lerp(ms.half_log_snr(sigma_down), 0.5))
+        denoised_2 = model(flow_interpolate(x, denoised, sigmas[i], sigma_mid), sigma_mid * s_in, **extra_args)
+        x = flow_interpolate(x, denoised_2, sigmas[i], sigma_down)
+        if eta > 0:
+            x = rescale * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
 
 
@@ -83,6 +112,7 @@ def sample_dpmpp_sde(model, x, sigmas, extra_args=None, callback=None, disable=N
     if noise_sampler is None:
         noise_sampler = brownian_noise_sampler(x, sigmas, extra_args.get("seed"), cpu=cpu_noise)
     ms = model_sampling_of(model)
+    sigmas = offset_first_sigma_for_snr(sigmas, ms)
     s_in = x.new_ones([x.shape[0]])
     fac = 1 / (2 * r)
     for i in range(len(sigmas) - 1):
@@ -182,6 +212,7 @@ def sample_dpmpp_2m_sde(model, x, sigmas, extra_args=None, callback=None, disabl
     if noise_sampler is None:
         noise_sampler = brownian_noise_sampler(x, sigmas, extra_args.get("seed"), cpu=cpu_noise)
     ms = model_sampling_of(model)
+    sigmas = offset_first_sigma_for_snr(sigmas, ms)
     s_in = x.new_ones([x.shape[0]])
     old_denoised, h, h_last = None, None, None
     for i in range(len(sigmas) - 1):
@@ -238,6 +269,7 @@ def sample_dpmpp_3m_sde(model, x, sigmas, extra_args=None, callback=None, disabl
     if noise_sampler is None:
         noise_sampler = brownian_noise_sampler(x, sigmas, extra_args.get("seed"), cpu=cpu_noise)
     ms = model_sampling_of(model)
+    sigmas = offset_first_sigma_for_snr(sigmas, ms)
     s_in = x.new_ones([x.shape[0]])
     denoised_1, denoised_2 = None, None
     h, h_1, h_2 = None, None, None

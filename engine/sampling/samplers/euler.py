@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from .common import (ancestral_step, denoise_with_uncond, model_sampling_of, seeded_noise_sampler, step_callback,
-                     to_d)
+from .common import (ancestral_step, denoise_with_uncond, flow_ancestral_step, flow_interpolate, is_rectified_flow,
+                     model_sampling_of, seeded_noise_sampler, step_callback, to_d)
 
 
 @torch.no_grad()
@@ -28,7 +28,7 @@ def sample_euler(model, x, sigmas, extra_args=None, callback=None, disable=None)
 def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
                            noise_sampler=None):
     """Euler down to sigma_down, then fresh noise back up to the next sigma."""
-    if model_sampling_of(model).prediction == "flow":
+    if is_rectified_flow(model):
         return _euler_ancestral_flow(model, x, sigmas, extra_args, callback, eta, s_noise, noise_sampler)
     extra_args = {} if extra_args is None else extra_args
     noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
@@ -46,8 +46,7 @@ def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, dis
 
 
 def _euler_ancestral_flow(model, x, sigmas, extra_args, callback, eta, s_noise, noise_sampler):
-    """The ancestral step for rectified flow, where x = (1 - sigma) x0 + sigma noise: interpolate towards x0 down
-    to sigma_down, rescale the signal to the next sigma's (1 - sigma) and top the noise up to that sigma."""
+    """The ancestral Euler step on the straight flow path (see ``flow_ancestral_step``)."""
     extra_args = {} if extra_args is None else extra_args
     noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
@@ -57,13 +56,10 @@ def _euler_ancestral_flow(model, x, sigmas, extra_args, callback, eta, s_noise, 
         if sigmas[i + 1] == 0:
             x = denoised
             continue
-        sigma_down = sigmas[i + 1] * (1 + (sigmas[i + 1] / sigmas[i] - 1) * eta)
-        alpha_next, alpha_down = 1 - sigmas[i + 1], 1 - sigma_down
-        ratio = sigma_down / sigmas[i]
-        x = ratio * x + (1 - ratio) * denoised
+        sigma_down, rescale, sigma_up = flow_ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        x = flow_interpolate(x, denoised, sigmas[i], sigma_down)
         if eta > 0:
-            renoise = (sigmas[i + 1] ** 2 - sigma_down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
-            x = (alpha_next / alpha_down) * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+            x = rescale * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
 
 
@@ -146,19 +142,23 @@ def sample_dpm_2(model, x, sigmas, extra_args=None, callback=None, disable=None)
 def sample_dpm_2_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
                            noise_sampler=None):
     """DPM-Solver-2 steps down to sigma_down, then ancestral noise."""
+    flow = is_rectified_flow(model)
     extra_args = {} if extra_args is None else extra_args
     noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
-        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta=eta)
+        if flow:  # the same midpoint step on the flow path, re-noised the flow way
+            sigma_down, rescale, sigma_up = flow_ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        else:
+            (sigma_down, sigma_up), rescale = ancestral_step(sigmas[i], sigmas[i + 1], eta=eta), 1
         step_callback(callback, x, i, sigmas[i], denoised)
         d = to_d(x, sigmas[i], denoised)
         if sigma_down == 0:
             x = x + d * (sigma_down - sigmas[i])
         else:
             x = _dpm2_midpoint_step(model, x, d, sigmas[i], sigma_down, s_in, extra_args)
-            x = x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+            x = rescale * x + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
     return x
 
 

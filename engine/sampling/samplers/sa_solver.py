@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from .common import model_sampling_of, seeded_noise_sampler, step_callback
+from .common import model_sampling_of, offset_first_sigma_for_snr, seeded_noise_sampler, step_callback
 
 
 def exponential_integrals(s: torch.Tensor, t: torch.Tensor, order: int, tau: float) -> torch.Tensor:
@@ -85,6 +85,7 @@ def sample_sa_solver(model, x, sigmas, extra_args=None, callback=None, disable=N
     extra_args = {} if extra_args is None else extra_args
     noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
     ms = model_sampling_of(model)
+    sigmas = offset_first_sigma_for_snr(sigmas, ms)
     s_in = x.new_ones([x.shape[0]])
     lambdas = ms.half_log_snr(sigmas)
     if tau_func is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import model_sampling_of, seeded_noise_sampler, step_callback
+from .common import model_sampling_of, offset_first_sigma_for_snr, seeded_noise_sampler, step_callback
 
 
 def _ddpm_step(x_vp, sigma, sigma_next, eps, noise_sampler):
@@ -72,6 +72,7 @@ def sample_er_sde(model, x, sigmas, extra_args=None, callback=None, disable=None
     n_points = 200.0
     point_index = torch.arange(0, n_points, dtype=torch.float32, device=x.device)
     ms = model_sampling_of(model)
+    sigmas = offset_first_sigma_for_snr(sigmas, ms)
     s_in = x.new_ones([x.shape[0]])
     er_lambdas = ms.half_log_snr(sigmas).neg().exp()  # sigma_t / alpha_t
     old_denoised, old_denoised_d = None, None
@@ -131,6 +132,7 @@ def sample_seeds_2(model, x, sigmas, extra_args=None, callback=None, disable=Non
     noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
     inject_noise = eta > 0 and s_noise > 0
     ms = model_sampling_of(model)
+    sigmas = offset_first_sigma_for_snr(sigmas, ms)
     s_in = x.new_ones([x.shape[0]])
     fac = 1 / (2 * r)
     for i in range(len(sigmas) - 1):
@@ -169,6 +171,7 @@ def sample_seeds_3(model, x, sigmas, extra_args=None, callback=None, disable=Non
     noise_sampler = seeded_noise_sampler(x, extra_args, noise_sampler)
     inject_noise = eta > 0 and s_noise > 0
     ms = model_sampling_of(model)
+    sigmas = offset_first_sigma_for_snr(sigmas, ms)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * s_in, **extra_args)

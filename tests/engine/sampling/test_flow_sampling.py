@@ -8,7 +8,7 @@ import torch
 
 from engine.sampling import schedules
 from engine.sampling.model_sampling import FlowModelSampling
-from engine.sampling.samplers.euler import sample_euler_ancestral
+from engine.sampling.samplers import SAMPLERS
 
 
 def shifted(shift, t):
@@ -57,11 +57,12 @@ def test_simple_schedule_picks_from_the_shifted_table():
     assert torch.allclose(sigmas, torch.tensor(expected), atol=1e-6)
 
 
-def test_euler_ancestral_on_a_flow_model_stays_on_the_flow_path():
-    """With an oracle denoiser the ancestral flow step keeps x = (1 - sigma) x0 + sigma * unit noise: its std at
-    each sigma is that of the interpolation, and it ends at x0 exactly."""
+@pytest.mark.parametrize("name", ["euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral"])
+def test_ancestral_samplers_on_a_flow_model_stay_on_the_flow_path(name):
+    """With an oracle denoiser the ancestral flow steps keep x = (1 - sigma) x0 + sigma * unit noise: its mean
+    and std at each sigma are those of the interpolation, and it ends at x0 exactly."""
     torch.manual_seed(0)
-    x0 = torch.zeros(1, 4, 64, 64)
+    x0 = torch.full((1, 4, 64, 64), 0.5)
 
     class Oracle:
         model_sampling = FlowModelSampling(shift=3.0, multiplier=1.0)
@@ -69,10 +70,13 @@ def test_euler_ancestral_on_a_flow_model_stays_on_the_flow_path():
         def __call__(self, x, sigma, **kwargs):
             return x0
 
-    stds = []
+    def record(info):
+        stats.append((float(info["sigma"]), float(info["x"].mean()), float(info["x"].std())))
+
+    stats = []
     sigmas = torch.tensor([1.0, 0.8, 0.5, 0.2, 0.0])
-    out = sample_euler_ancestral(Oracle(), torch.randn(1, 4, 64, 64), sigmas, extra_args={"seed": 3},
-                                 callback=lambda info: stds.append((float(info["sigma"]), float(info["x"].std()))))
-    for sigma, std in stds:
+    out = SAMPLERS[name](Oracle(), torch.randn(1, 4, 64, 64), sigmas, extra_args={"seed": 3}, callback=record)
+    for sigma, mean, std in stats:
+        assert math.isclose(mean, (1 - sigma) * 0.5, abs_tol=0.03), (sigma, mean)
         assert math.isclose(std, sigma, rel_tol=0.05), (sigma, std)
-    assert torch.equal(out, x0)
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-6)

@@ -11,16 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.sampling.model_sampling import discrete_model_sampling
+from engine.sampling.model_sampling import FlowModelSampling, discrete_model_sampling
 from engine.sampling.samplers import SAMPLER_NAMES, SAMPLERS
-from engine.sampling.samplers.common import BrownianTreeNoiseSampler
+from engine.sampling.samplers.common import BrownianTreeNoiseSampler, offset_first_sigma_for_snr
 from engine.sampling.samplers.multistep import deis_coefficients, lms_coefficient
 from engine.sampling.samplers.sa_solver import adams_coefficients
 from engine.sampling.schedules import sigmas_for
 
-from .toys import Gaussian, Guided, PointMass
+from .toys import FlowGaussian, Gaussian, Guided, PointMass
 
 UPSTREAM = json.loads((Path(__file__).parent / "upstream_golden.json").read_text())
+UPSTREAM_FLOW = json.loads((Path(__file__).parent / "upstream_flow_golden.json").read_text())
 
 # The sampler enum of KSampler in the captured /object_info of ComfyUI 0.3.64.
 CAPTURED_SAMPLERS = [
@@ -44,6 +45,7 @@ STOPS_EARLY = {"dpm_fast", "dpm_adaptive", "uni_pc", "uni_pc_bh2"}
 FIRST_ORDER = {"euler", "euler_cfg_pp", "ddim", "heunpp2", "gradient_estimation", "gradient_estimation_cfg_pp"}
 
 MS = discrete_model_sampling()
+FLOW_MS = FlowModelSampling(shift=3.0, multiplier=1.0)
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +82,35 @@ def test_matches_upstream(name):
     model = Guided(Gaussian(0.5, 0.3), Gaussian(-0.2, 0.5), 3.0)
     out = SAMPLERS[name](model, x, sigmas, extra_args={"seed": 42})
     torch.testing.assert_close(out.flatten(), torch.tensor(UPSTREAM["samplers"][name]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CAPTURED_SAMPLERS)
+def test_matches_upstream_on_a_flow_model(name):
+    """The same on rectified-flow model sampling (Z-Image, ModelSamplingAuraFlow), where ComfyUI switches the
+    ancestral samplers to flow steps and starts the half-log-SNR samplers below sigma 1 (see the file's setup)."""
+    sigmas = sigmas_for(FLOW_MS, "simple", 6, sampler_name=name)
+    torch.testing.assert_close(sigmas, torch.tensor(UPSTREAM_FLOW["sigmas"][name]), rtol=1e-6, atol=1e-6)
+    x = (torch.arange(12, dtype=torch.float32).reshape(2, 1, 2, 3) - 5.5) / 3 * sigmas[0]
+    model = Guided(FlowGaussian(0.5, 0.3, FLOW_MS), FlowGaussian(-0.2, 0.5, FLOW_MS), 3.0)
+    out = SAMPLERS[name](model, x, sigmas, extra_args={"seed": 42})
+    torch.testing.assert_close(out.flatten(), torch.tensor(UPSTREAM_FLOW["samplers"][name]), rtol=1e-5, atol=1e-5)
+
+
+def test_flow_schedules_start_below_sigma_one_only_for_log_snr_samplers():
+    sigmas = torch.tensor([1.0, 0.5, 0.0])
+    offset = offset_first_sigma_for_snr(sigmas, FLOW_MS)
+    assert float(offset[0]) == pytest.approx(FLOW_MS.percent_to_sigma(1e-4)) and float(offset[0]) < 1.0
+    assert offset[1:].tolist() == [0.5, 0.0] and sigmas[0] == 1.0, "the caller's schedule is left alone"
+    assert offset_first_sigma_for_snr(sigmas, MS) is sigmas
+    partial_denoise = torch.tensor([0.8, 0.0])
+    assert offset_first_sigma_for_snr(partial_denoise, FLOW_MS) is partial_denoise
+    seen = []
+    model = FlowGaussian(0.5, 0.3, FLOW_MS)
+    SAMPLERS["dpmpp_2m_sde"](model, torch.ones(1, 1, 2, 2), sigmas, extra_args={"seed": 0}, callback=seen.append)
+    assert [float(e["sigma"]) for e in seen] == offset[:-1].tolist()
+    seen.clear()
+    SAMPLERS["dpmpp_2m"](model, torch.ones(1, 1, 2, 2), sigmas, extra_args={"seed": 0}, callback=seen.append)
+    assert [float(e["sigma"]) for e in seen] == [1.0, 0.5]
 
 
 @pytest.mark.parametrize("name", CAPTURED_SAMPLERS)
@@ -144,10 +175,37 @@ def test_ode_samplers_follow_the_exact_flow(name):
     assert float((out - exact).abs().max()) < tolerance
 
 
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_ode_samplers_follow_the_exact_flow_on_a_flow_model(name):
+    """Rectified flow has the same ODE in sigma (dx/dsigma = (x - x0_hat) / sigma), from sigma 1 = pure noise.
+    (Karras spacing: the shifted "simple" schedule's last step, ~0.07 to 0, is too coarse for first order.)"""
+    data = FlowGaussian(0.5, 0.3, FLOW_MS)
+    sigmas = sigmas_for(FLOW_MS, "karras", 40, sampler_name=name)
+    start = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = SAMPLERS[name](data, start, sigmas, extra_args={"seed": 42})
+    exact = data.ode_solution(start, sigmas[0], end_sigma(name, sigmas))
+    tolerance = 0.06 if name in FIRST_ORDER else 0.02
+    assert float((out - exact).abs().max()) < tolerance
+
+
 @pytest.mark.parametrize("name", sorted(STOCHASTIC - {"lcm"}))
 def test_sde_samplers_reproduce_the_data_distribution(name):
     """Stochastic samplers draw from N(mu, s^2): check mean and spread over 4096 independent elements."""
     out, _, _ = run(name, Gaussian(0.5, 0.3), steps=30, shape=(1, 1, 64, 64))
+    assert float(out.mean()) == pytest.approx(0.5, abs=0.03)
+    assert float(out.std()) == pytest.approx(0.3, rel=0.2)
+
+
+# ComfyUI runs these with their VE-only steps on flow models too (no CONST case): their result is biased there,
+# and comfyd matches it (test_matches_upstream_on_a_flow_model).
+VE_ONLY_STOCHASTIC = {"ddpm", "dpmpp_2s_ancestral_cfg_pp", "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp"}
+
+
+@pytest.mark.parametrize("name", sorted(STOCHASTIC - {"lcm"} - VE_ONLY_STOCHASTIC))
+def test_sde_samplers_reproduce_the_data_distribution_on_a_flow_model(name):
+    sigmas = sigmas_for(FLOW_MS, "karras", 30, sampler_name=name)
+    start = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = SAMPLERS[name](FlowGaussian(0.5, 0.3, FLOW_MS), start, sigmas, extra_args={"seed": 42})
     assert float(out.mean()) == pytest.approx(0.5, abs=0.03)
     assert float(out.std()) == pytest.approx(0.3, rel=0.2)
 
