@@ -33,6 +33,8 @@ def build_registry(settings: Settings) -> NodeRegistry:
 
 def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: list[str] | None = None) -> web.Application:
     hub = EventHub(settings.ws_send_queue, server_features(settings))
+    logs = LogBuffer(hub)
+    logs.capture()
     prompt_server = PromptServer(hub)  # before custom nodes load: they register routes on it at import
     engine = Engine(settings, registry or build_registry(settings), hub, argv=argv)
 
@@ -46,7 +48,7 @@ def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: l
     app[ENGINE] = engine
     app[HUB] = hub
     app[USERS] = UserStore(engine.folders.user, multi_user=settings.multi_user)
-    app[LOGS] = LogBuffer(hub)
+    app[LOGS] = logs
     app[WEBHOOKS] = Webhooks(engine)
 
     routes.add_routes(app, hub.handle)

@@ -55,11 +55,14 @@ class LogBuffer(logging.Handler):
         size = shutil.get_terminal_size((80, 24))
         return {"cols": size.columns, "rows": size.lines}
 
+    def capture(self) -> None:
+        """Start taking the root logger's records; the app does this before custom nodes load, so their import
+        messages and failures reach the terminal panel too."""
+        logging.getLogger().addHandler(self)
+
     async def lifetime(self, app):
-        """cleanup_ctx: capture the root logger's records while the app runs."""
-        root = logging.getLogger()
-        root.addHandler(self)
+        """cleanup_ctx: stop capturing when the app shuts down."""
         try:
             yield
         finally:
-            root.removeHandler(self)
+            logging.getLogger().removeHandler(self)

@@ -247,3 +247,19 @@ async def test_custom_nodes_written_for_comfyui_import_its_modules(aiohttp_clien
     assert of_type(messages, "compat.event") == [{"ckpt": "m.safetensors"}]
     assert [p["value"] for p in of_type(messages, "progress")] == [1, 2]
     assert of_type(messages, "executed")[0]["output"] == {"text": [True, True, True]}
+
+
+async def test_custom_node_load_messages_reach_the_terminal_log(aiohttp_client, tmp_path):
+    """Custom nodes load while the app is built, before it serves: what they log then (and their failures) is in
+    /internal/logs for the frontend's terminal panel, as upstream's captured stdout is."""
+    talking = tmp_path / "custom_nodes" / "talking"
+    talking.mkdir(parents=True)
+    (talking / "__init__.py").write_text("import logging\nlogging.getLogger('talking').warning('talking pack ready')\n"
+                                         "NODE_CLASS_MAPPINGS = {}\n")
+    broken = tmp_path / "custom_nodes" / "broken"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise RuntimeError('this package is broken')")
+    client = await aiohttp_client(create_app(Settings(base_directory=tmp_path)))
+    text = await (await client.get("/internal/logs")).json()
+    assert "talking pack ready" in text
+    assert "custom node package broken failed to load" in text
