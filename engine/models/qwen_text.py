@@ -120,12 +120,16 @@ class QwenTextEncoder:
     @torch.no_grad()
     def encode_from_tokens(self, tokens: dict[str, list[int]], return_pooled: bool | str = False):
         model = next(iter(self.models.values()))
-        with self.manager.running(self) if self.manager else contextlib.nullcontext():
-            device = next(model.parameters()).device
-            ids = torch.tensor([tokens["qwen3"]], device=device)
-            hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
-            # hidden[0] is the embedding output, hidden[i] the output of layer i - 1: -1 is the last layer's.
-            cond = hidden[self.layer_idx].float().cpu()
+        captured = []
+        # The chosen layer's own output, before the final norm (transformers' last hidden state is normed).
+        hook = model.layers[self.layer_idx].register_forward_hook(
+            lambda module, args, output: captured.append(output[0] if isinstance(output, tuple) else output))
+        try:
+            with self.manager.running(self) if self.manager else contextlib.nullcontext():
+                model(input_ids=torch.tensor([tokens["qwen3"]], device=next(model.parameters()).device))
+        finally:
+            hook.remove()
+        cond = captured[0].float().cpu()
         return (cond, None) if return_pooled else cond
 
     def encode(self, prompt: str) -> list:

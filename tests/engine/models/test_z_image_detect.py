@@ -29,3 +29,24 @@ def test_other_files_are_not_z_image():
     assert find_prefix(shapes) is None and detect_qwen(z_image_shapes()) is None
     with pytest.raises(CheckpointError, match="not a recognised"):
         detect_z_image(shapes, "qwen.safetensors")
+
+
+def test_qwen_conditioning_layers(tmp_path):
+    """Default: the second-to-last layer's output (what Z-Image was trained on); CLIPSetLastLayer -1: the last
+    layer's output before the final norm, as ComfyUI's intermediate outputs are."""
+    import torch
+
+    from engine.models.qwen_text import QwenTextEncoder, load_qwen_file
+    from tests.fixtures.z_image import write_qwen
+
+    _, model = load_qwen_file(write_qwen(tmp_path / "qwen.safetensors"), "cpu", torch.float32)
+    encoder = QwenTextEncoder(model)
+    tokens = encoder.tokenize("a cat")
+    hidden = model(input_ids=torch.tensor([tokens["qwen3"]]), output_hidden_states=True).hidden_states
+    assert torch.allclose(encoder.encode_from_tokens(tokens)[0], hidden[-2][0])
+    last = encoder.clone()
+    last.clip_layer(-1)
+    pre_norm = last.encode_from_tokens(tokens)
+    assert not torch.allclose(pre_norm, hidden[-1], atol=1e-3)
+    assert torch.allclose(model.norm(pre_norm), hidden[-1], atol=1e-5)
+    assert encoder.layer_idx == -2  # the clone's setting stays on the clone
