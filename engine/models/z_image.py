@@ -105,6 +105,10 @@ class ZImageModel(DiffusionModel):
         return latent / LATENT_SCALE + LATENT_SHIFT
 
     def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, **unused) -> dict:
+        width = self.unet.config.cap_feat_dim
+        if cond.shape[-1] != width:
+            raise ValueError(f"this conditioning is {cond.shape[-1]} wide but Z-Image takes {width}-wide text "
+                             "features: encode the prompt with its Qwen3 text encoder (CLIPLoader type lumina2)")
         return {"c_crossattn": cond}
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor,
@@ -122,3 +126,46 @@ class ZImageModel(DiffusionModel):
             output = self.unet(images, time, captions, return_dict=False)[0]
         velocity = -torch.stack(output).squeeze(2).float()
         return ms.calculate_denoised(sigma, velocity, x)
+
+
+# The converter's renames undone (diffusers' parts -> the original layout's), to list the original names a
+# network's parameters come from; ``original_names`` keeps only those the converter maps back onto them.
+_UNDO_RENAMES = (("all_final_layer.2-1.", "final_layer."), ("all_x_embedder.2-1.", "x_embedder."),
+                 (".attention.to_out.0.", ".attention.out."), (".attention.norm_q.", ".attention.q_norm."),
+                 (".attention.norm_k.", ".attention.k_norm."), (".attention.to_q.", ".attention.qkv."),
+                 (".attention.to_k.", ".attention.qkv."), (".attention.to_v.", ".attention.qkv."))
+_OWN_NAMES = ("all_x_embedder.2-1.weight", "cap_embedder.1.weight")  # parameters only this transformer has
+
+
+def is_z_image_network(names) -> bool:
+    """Whether parameter names ``names`` are a ZImageTransformer2DModel's."""
+    return all(name in names for name in _OWN_NAMES)
+
+
+def _undo_renames(name: str) -> str:
+    for ours, original in _UNDO_RENAMES:
+        name = name.replace(ours, original)
+    return name
+
+
+def original_names(names) -> dict[str, tuple[str, ...]]:
+    """{original-layout parameter name: our parameters holding it, stacked by rows} for a ZImageTransformer2DModel
+    with parameter names ``names`` (a fused ``attention.qkv`` is its ``to_q``, ``to_k`` and ``to_v``).
+
+    The loader's converter is run over tagged stand-ins of the candidate names instead of tensors: three numbers
+    per name, so each third of a weight it splits says which part it became.
+    """
+    from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
+
+    ours = set(names)
+    candidates = sorted({_undo_renames(name) for name in ours})
+    tagged = {name: torch.arange(3 * i, 3 * i + 3) for i, name in enumerate(candidates)}
+    parts: dict[str, dict[int, str]] = {}
+    wanted: dict[str, int] = {}
+    for name, tag in convert_z_image_transformer_checkpoint_to_diffusers(tagged).items():
+        original = candidates[int(tag[0]) // 3]
+        wanted[original] = 3 // tag.numel()
+        if name in ours:
+            parts.setdefault(original, {})[int(tag[0]) % 3] = name
+    return {original: tuple(found[i] for i in sorted(found)) for original, found in parts.items()
+            if len(found) == wanted[original]}

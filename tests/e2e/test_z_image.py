@@ -121,3 +121,19 @@ async def test_wrong_text_encoder_type_is_a_clear_error(client, settings, files)
     prompt_id, messages = await run_prompt(client, prompt)
     error = of_type(messages, "execution_error")[0]
     assert error["node_id"] == "2" and "qwen_3_4b.safetensors" in error["exception_message"]
+
+
+async def test_conditioning_from_another_family_is_a_clear_error(client, settings, files):
+    from tests.fixtures.checkpoints import write_sd15
+
+    path = settings.base_directory / "models" / "checkpoints" / "sd15.safetensors"
+    write_sd15(path)
+    prompt = z_image_workflow()
+    prompt["11"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}}
+    prompt["5"]["inputs"]["clip"] = ["11", 1]
+    _, messages = await run_prompt(client, prompt)
+    error = of_type(messages, "execution_error")[0]
+    assert error["node_id"] == "7" and "CLIPLoader type lumina2" in error["exception_message"]
+    # the worker keeps serving
+    entry, _ = await run_ok(client, z_image_workflow())
+    assert entry["status"]["status_str"] == "success"
