@@ -7,6 +7,7 @@ folders) is read or written.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import io
@@ -127,6 +128,24 @@ class MediaStore:
             raise MediaError(404, f"{filename!r} has no readable safetensors metadata.")
         return metadata
 
+    def model_preview(self, folder_name: str, path_index: str, filename: str) -> bytes:
+        """WEBP of the preview image of a model file (the model library's thumbnails): an image beside it named
+        like the model (``name.png``, ``name.preview.jpg``, ...), else the first ``ssmd_cover_images`` entry of
+        its safetensors metadata. ``filename`` is the model's name with any extension (the frontend asks for
+        ``name.webp``)."""
+        if folder_name not in self._folders.names():
+            raise MediaError(404, f"There is no model folder {folder_name!r}.")
+        roots = self._folders.paths(folder_name)
+        if not path_index.isdigit() or int(path_index) >= len(roots):
+            raise MediaError(404, f"The model folder {folder_name!r} has no path number {path_index}.")
+        check_inner(filename, "filename")
+        model = self._inside(roots[int(path_index)], filename, "filename", escape_status=403)
+        image = _preview_image(model.with_suffix(""))
+        if image is None:
+            raise MediaError(404, f"There is no preview image for {filename!r} in {folder_name}.")
+        with image:
+            return _encode(image, "WEBP")
+
     @staticmethod
     def _inside(root: Path, relative: str, what: str, *, escape_status: int) -> Path:
         check_relative(relative, what)
@@ -243,6 +262,28 @@ def inline_content_type(filename: str) -> str:
 
 
 # -- model files ---------------------------------------------------------------------------------------------
+
+PREVIEW_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+
+
+def _preview_image(stem: Path) -> Image.Image | None:
+    """The first readable preview of the model files named ``stem.*``: ``stem.<image>`` or
+    ``stem.preview.<image>``, then the cover images embedded in ``stem.safetensors``."""
+    if not stem.parent.is_dir():
+        return None
+    for base in (stem, stem.with_name(stem.name + ".preview")):
+        for suffix in PREVIEW_SUFFIXES:
+            candidate = base.with_name(base.name + suffix)
+            if candidate.is_file() and not candidate.is_symlink():
+                with contextlib.suppress(OSError, Image.DecompressionBombError):
+                    return Image.open(candidate)
+    weights = stem.with_name(stem.name + ".safetensors")
+    metadata = read_safetensors_metadata(weights) if weights.is_file() else None
+    with contextlib.suppress(TypeError, ValueError, OSError, Image.DecompressionBombError):
+        for cover in json.loads((metadata or {}).get("ssmd_cover_images") or "[]"):
+            return Image.open(io.BytesIO(base64.b64decode(cover)))
+    return None
+
 
 def read_safetensors_metadata(path: Path) -> dict | None:
     """`__metadata__` from a safetensors header (8-byte little-endian length, then JSON); None when absent."""

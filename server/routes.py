@@ -37,6 +37,7 @@ ROUTES = [
     ("GET", "/models/{folder}", info.get_models),
     ("GET", "/experiment/models", info.get_experiment_models),
     ("GET", "/experiment/models/{folder}", info.get_experiment_models_folder),
+    ("GET", "/experiment/models/preview/{folder}/{path_index}/{filename:.*}", files.model_preview),
     ("GET", "/extensions", info.get_extensions),
     ("GET", "/system_stats", info.get_system_stats),
     ("GET", "/features", info.get_features),

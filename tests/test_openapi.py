@@ -252,7 +252,8 @@ def spec_operations(spec: dict) -> set[tuple[str, str]]:
 
 
 def test_every_route_is_documented_and_every_operation_is_routed(spec):
-    routed = {(method, path) for method, path, _ in ROUTES} | {("GET", "/ws")} \
+    # A path parameter's pattern ({filename:.*}: one that spans slashes) is the router's business, not the spec's.
+    routed = {(method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)) for method, path, _ in ROUTES} | {("GET", "/ws")} \
         | {(method, INTERNAL_PREFIX + path) for method, path, _ in INTERNAL_ROUTES}
     documented = spec_operations(spec)
     assert sorted(routed - documented) == [], "routes missing from openapi.yaml"

@@ -1,5 +1,5 @@
-"""POST /upload/image, /upload/mask; GET /view, /view_metadata/{folder_name}. Parsing and responses only: the
-file work is `server.files.MediaStore`, run off the event loop."""
+"""POST /upload/image, /upload/mask; GET /view, /view_metadata/{folder_name}, /experiment/models/preview/...
+Parsing and responses only: the file work is `server.files.MediaStore`, run off the event loop."""
 from __future__ import annotations
 
 import asyncio
@@ -52,6 +52,12 @@ async def view_metadata(request: web.Request) -> web.Response:
     metadata = await _run(_store(request).model_metadata, request.match_info["folder_name"],
                           request.query["filename"])
     return web.json_response(metadata)
+
+
+async def model_preview(request: web.Request) -> web.Response:
+    info = request.match_info
+    body = await _run(_store(request).model_preview, info["folder"], info["path_index"], info["filename"])
+    return web.Response(body=body, content_type="image/webp")
 
 
 def _store(request: web.Request) -> MediaStore:

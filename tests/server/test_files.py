@@ -541,3 +541,51 @@ async def test_view_metadata(client, tmp_path):
         resp = await client.get(path)
         assert resp.status == status, path
         assert (await resp.json())["error"]["message"]
+
+
+# -- /experiment/models/preview ------------------------------------------------------------------------------
+
+def decoded_webp(body: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(body))
+    assert image.format == "WEBP"
+    return image.convert("RGB")
+
+
+async def test_model_previews_for_the_model_library(client, tmp_path):
+    import base64
+    import os
+
+    checkpoints = tmp_path / "models" / "checkpoints"
+    (checkpoints / "sub").mkdir(parents=True)
+    tensor = {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}
+    (checkpoints / "beside.safetensors").write_bytes(safetensors(tensor))
+    (checkpoints / "beside.png").write_bytes(png(size=(12, 10), color=(200, 0, 0)))
+    (checkpoints / "sub" / "named.ckpt").write_bytes(b"x")
+    (checkpoints / "sub" / "named.preview.jpeg").write_bytes(png(size=(7, 5), color=(0, 200, 0)))
+    cover = base64.b64encode(png(size=(9, 9), color=(0, 0, 200))).decode()
+    (checkpoints / "covered.safetensors").write_bytes(safetensors(
+        {"__metadata__": {"ssmd_cover_images": json.dumps([cover])}, **tensor}))
+    (checkpoints / "bare.safetensors").write_bytes(safetensors(tensor))
+    (checkpoints / "broken.safetensors").write_bytes(safetensors(
+        {"__metadata__": {"ssmd_cover_images": "not json"}, **tensor}))
+    (tmp_path / "secret.png").write_bytes(png())
+    os.symlink(tmp_path / "secret.png", checkpoints / "linked.png")
+
+    # what the frontend asks for: the model's name with .webp for its extension
+    for path, size, color in (("beside.webp", (12, 10), (200, 0, 0)), ("sub/named.webp", (7, 5), (0, 200, 0)),
+                              ("covered.webp", (9, 9), (0, 0, 200))):
+        resp = await client.get(f"/api/experiment/models/preview/checkpoints/0/{path}")
+        assert resp.status == 200 and resp.content_type == "image/webp", path
+        image = decoded_webp(await resp.read())
+        assert image.size == size and all(abs(a - b) < 12 for a, b in zip(image.getpixel((2, 2)), color)), path
+
+    cases = {
+        "checkpoints/0/bare.webp": 404, "checkpoints/0/broken.webp": 404, "checkpoints/0/missing.webp": 404,
+        "checkpoints/0/linked.webp": 404, "checkpoints/1/beside.webp": 404, "checkpoints/x/beside.webp": 404,
+        "nosuchfolder/0/beside.webp": 404, "checkpoints/0/..%2F..%2Fsecret.webp": 400,
+        "checkpoints/0/sub%2F..%2F..%2F..%2Fsecret.webp": 400,
+    }
+    for path, status in cases.items():
+        resp = await client.get(f"/api/experiment/models/preview/{path}")
+        assert resp.status == status, path
+        assert (await resp.json())["error"]["message"]
