@@ -3,7 +3,9 @@
 A file is read once into ``LoraEntry``s, one per adapted layer under the file's own name for it (kohya
 ``lora_unet_...`` / ``lora_te1_...``, diffusers / PEFT ``unet....``, LDM ``diffusion_model....``). Which parameter
 each name means is worked out per network from its parameter names, with the names ComfyUI accepts for that kind
-of network; the UNet's LDM names come from the checkpoint converter (``convert.ldm_unet_names``).
+of network; the original layouts' names come from the converters that load them (``convert.ldm_unet_names`` for
+SD UNets, ``z_image.original_names`` for Z-Image). A layer's weight may be held by several of our parameters
+stacked by rows (Z-Image's fused q/k/v, split on loading): each parameter then takes its rows of the change.
 
 ``LoraPatch.deltas`` follows the manager's patch protocol: ``{parameter name: change at strength 1}``, each
 change computed in float32 on the parameter's device only when the manager asks for it. The arithmetic is
@@ -13,6 +15,7 @@ as they are.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -22,7 +25,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from . import convert
+from . import convert, z_image
 from .detect import CheckpointError
 from .load import open_checkpoint
 
@@ -85,6 +88,16 @@ class LoraEntry:
                 return None
             inner, columns = self.mid.shape[0], self.down[0].numel() * self.mid[0, 0].numel()
         return (self.up.shape[0], columns) if self.up[0].numel() == inner else None
+
+    def rows(self, block) -> "LoraEntry":
+        """The layer's change restricted to output rows ``block`` (``...``: all of them)."""
+        def cut(tensor):
+            return None if tensor is None else tensor[block]
+
+        dora = self.dora_scale
+        per_row = dora is not None and self.up is not None and dora.shape[0] == self.up.shape[0]
+        return dataclasses.replace(self, up=cut(self.up), diff=cut(self.diff), diff_b=cut(self.diff_b),
+                                   dora_scale=cut(dora) if per_row else dora)
 
 
 def _f32(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -176,8 +189,9 @@ class LoraPatch:
             self._other_view._other_view = self
         return self._other_view
 
-    def layers(self, target: str, names: Iterable[str]) -> dict[str, str]:
-        """{LoRA layer name: parameter name} of the layers this file adapts in ``target`` ("unet", "clip_l", ...)."""
+    def layers(self, target: str, names: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """{LoRA layer name: the parameters its weight is, stacked by rows} of the layers this file adapts in
+        ``target`` ("unet", "clip_l", ...); one parameter unless the original layout fused what we hold apart."""
         role = "clip_g_alone" if target == "clip_g" and self.bigg_alone else target
         key_map = _key_map(role, tuple(names))
         return {layer: key_map[layer] for layer in self.entries if layer in key_map}
@@ -187,35 +201,61 @@ class LoraPatch:
 
     def deltas(self, target: str, params: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
         plan: dict[str, Callable[[], torch.Tensor]] = {}
-        for layer, name in self.layers(target, params).items():
-            entry, weight = self.entries[layer], params[name]
+        for layer, names in self.layers(target, params).items():
+            entry, weights = self.entries[layer], [params[name] for name in names]
             if entry.diff is not None:
-                self._plan_diff(plan, layer, name, entry.diff, weight)
+                self._plan_diff(plan, layer, names, entry.diff, weights)
             elif entry.up is not None or entry.down is not None:
-                self._plan_low_rank(plan, layer, name, entry, weight)
-            bias_name = name.removesuffix(".weight") + ".bias"
-            if entry.diff_b is not None and name.endswith(".weight") and bias_name in params:
-                self._plan_diff(plan, layer, bias_name, entry.diff_b, params[bias_name])
+                self._plan_low_rank(plan, layer, names, entry, weights)
+            biases = tuple(name.removesuffix(".weight") + ".bias" for name in names)
+            if entry.diff_b is not None and all(n.endswith(".weight") and b in params for n, b in zip(names, biases)):
+                self._plan_diff(plan, layer, biases, entry.diff_b, [params[b] for b in biases])
         return LazyDeltas(plan)
 
-    def _plan_low_rank(self, plan, layer: str, name: str, entry: LoraEntry, weight: torch.Tensor) -> None:
-        shape = entry.product_shape()
-        if shape is None or math.prod(shape) != weight.numel():
-            self._skip(layer, name, "its factors do not make a weight of shape " + str(tuple(weight.shape)))
+    def _plan_low_rank(self, plan, layer: str, names: tuple[str, ...], entry: LoraEntry, weights: list) -> None:
+        shape, product = _stacked_shape(weights), entry.product_shape()
+        split = len(weights) > 1
+        if product is None or math.prod(product) != math.prod(shape) or (split and product[0] != shape[0]):
+            self._skip(layer, names, "its factors do not make a weight of shape " + str(tuple(shape)))
             return
-        if entry.dora_scale is not None:
-            plan[name] = functools.partial(dora_delta, entry, weight)
-        else:
-            plan[name] = functools.partial(low_rank_delta, entry, weight.shape, weight.device)
-
-    def _plan_diff(self, plan, layer: str, name: str, diff: torch.Tensor, param: torch.Tensor) -> None:
-        if diff.shape != param.shape:
-            self._skip(layer, name, f"difference of shape {tuple(diff.shape)} != {tuple(param.shape)}")
+        if split and entry.dora_scale is not None and entry.dora_scale.shape[0] != shape[0]:
+            self._skip(layer, names, "DoRA magnitudes per input column need the parts' weights as one")
             return
-        plan[name] = functools.partial(_f32, diff, param.device)
+        for name, weight, block in _row_blocks(names, weights):
+            part = entry.rows(block)
+            if part.dora_scale is not None:
+                plan[name] = functools.partial(dora_delta, part, weight)
+            else:
+                plan[name] = functools.partial(low_rank_delta, part, weight.shape, weight.device)
 
-    def _skip(self, layer: str, name: str, why: str) -> None:
-        log.warning("LoRA %s: %s not applied to %s: %s", self.name, layer, name, why)
+    def _plan_diff(self, plan, layer: str, names: tuple[str, ...], diff: torch.Tensor, params: list) -> None:
+        shape = _stacked_shape(params)
+        if diff.shape != shape:
+            self._skip(layer, names, f"difference of shape {tuple(diff.shape)} != {tuple(shape)}")
+            return
+        for name, param, block in _row_blocks(names, params):
+            plan[name] = functools.partial(_f32, diff[block], param.device)
+
+    def _skip(self, layer: str, names: tuple[str, ...], why: str) -> None:
+        log.warning("LoRA %s: %s not applied to %s: %s", self.name, layer, " + ".join(names), why)
+
+
+def _stacked_shape(params: list) -> torch.Size:
+    """The shape of ``params`` stacked by rows (the one parameter's own shape when alone)."""
+    if len(params) == 1:
+        return params[0].shape
+    return torch.Size((sum(p.shape[0] for p in params), *params[0].shape[1:]))
+
+
+def _row_blocks(names: tuple[str, ...], params: list) -> Iterator[tuple[str, torch.Tensor, object]]:
+    """(name, parameter, its rows of the stacked weight: a slice, or ``...`` for a parameter alone)."""
+    if len(params) == 1:
+        yield names[0], params[0], ...
+        return
+    start = 0
+    for name, param in zip(names, params):
+        yield name, param, slice(start, start + param.shape[0])
+        start += param.shape[0]
 
 
 def load_lora(path: str | os.PathLike) -> LoraPatch:
@@ -260,35 +300,59 @@ def _parameter_names(network: torch.nn.Module) -> list[str]:
 
 
 @functools.lru_cache(maxsize=16)
-def _key_map(role: str, names: tuple[str, ...]) -> dict[str, str]:
-    """{LoRA layer name: parameter name} for a network with parameters ``names``; role: "unet" or a text encoder."""
-    return _unet_key_map(names) if role == "unet" else _text_key_map(role, names)
+def _key_map(role: str, names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """{LoRA layer name: parameters stacked by rows} for a network with parameters ``names``; role: "unet" (the
+    diffusion network, whichever it is: told apart by its parameter names) or a text encoder."""
+    if role != "unet":
+        return _text_key_map(role, names)
+    return _z_image_key_map(names) if z_image.is_z_image_network(names) else _unet_key_map(names)
 
 
-def _unet_key_map(names: tuple[str, ...]) -> dict[str, str]:
+def _original_layout_keys(originals: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """ComfyUI's names for the original layout's parameters: generic ``diffusion_model.`` (non-weights by their
+    full name) and kohya's ``lora_unet_``."""
     out = {}
-    for ldm, name in convert.ldm_unet_names(names).items():
-        layer = ldm.removesuffix(".weight")
-        if layer != ldm:
-            out["lora_unet_" + layer.replace(".", "_")] = name
-        out["diffusion_model." + layer] = name  # ComfyUI's generic naming; non-weights by their full name
-    for name in names:
-        if not name.endswith(".weight"):
-            continue
-        layer = name.removesuffix(".weight")
-        flat = layer.replace(".", "_")
-        out["lora_unet_" + flat] = name
-        out["lycoris_" + flat] = name
-        out["unet." + layer] = name  # PEFT
-        processor = layer.replace(".to_", ".processor.to_")  # diffusers' attention-processor naming
-        if processor.endswith(".to_out.0"):
-            processor = processor[:-len(".0")]
-        out[processor] = name
-        out["unet." + processor] = name
+    for original, ours in originals.items():
+        layer = original.removesuffix(".weight")
+        if layer != original:
+            out["lora_unet_" + layer.replace(".", "_")] = ours
+        out["diffusion_model." + layer] = ours
     return out
 
 
-def _text_key_map(role: str, names: tuple[str, ...]) -> dict[str, str]:
+def _unet_key_map(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    out = _original_layout_keys({ldm: (name,) for ldm, name in convert.ldm_unet_names(names).items()})
+    for name in names:
+        if not name.endswith(".weight"):
+            continue
+        layer, one = name.removesuffix(".weight"), (name,)
+        flat = layer.replace(".", "_")
+        out["lora_unet_" + flat] = one
+        out["lycoris_" + flat] = one
+        out["unet." + layer] = one  # PEFT
+        processor = layer.replace(".to_", ".processor.to_")  # diffusers' attention-processor naming
+        if processor.endswith(".to_out.0"):
+            processor = processor[:-len(".0")]
+        out[processor] = one
+        out["unet." + processor] = one
+    return out
+
+
+def _z_image_key_map(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Z-Image: the original layout's names (a fused ``attention.qkv`` is our to_q, to_k, to_v) and diffusers'
+    names, bare or under ``diffusion_model.`` / ``transformer.``, or flat under ``lycoris_``."""
+    out = _original_layout_keys(z_image.original_names(names))
+    for name in names:
+        if name.endswith(".weight"):
+            layer = name.removesuffix(".weight")
+            flat = "lycoris_" + layer.replace(".", "_")
+            out.update((key, (name,)) for key in (layer, "diffusion_model." + layer, "transformer." + layer, flat))
+    return out
+
+
+def _text_key_map(role: str, names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    if role not in _TEXT_NAMES:
+        return _language_model_key_map(role.removeprefix("clip_"), names)
     target = role.removesuffix("_alone")
     kohya_prefixes, diffusers_prefix = _TEXT_NAMES[role]
     out = {}
@@ -297,11 +361,18 @@ def _text_key_map(role: str, names: tuple[str, ...]) -> dict[str, str]:
         full = name if name.startswith(("text_model.", "text_projection.")) else "text_model." + name
         if not full.endswith(".weight"):
             continue
-        layer = full.removesuffix(".weight")
-        out[f"text_encoders.{target}.transformer.{layer}"] = name  # ComfyUI's generic naming
+        layer, one = full.removesuffix(".weight"), (name,)
+        out[f"text_encoders.{target}.transformer.{layer}"] = one  # ComfyUI's generic naming
         if layer.startswith("text_model.encoder.layers.") and layer.split(".", 4)[-1] in _TEXT_LAYER_PARTS:
-            out.update((prefix + layer.replace(".", "_"), name) for prefix in kohya_prefixes)
-            out[diffusers_prefix + layer] = name
+            out.update((prefix + layer.replace(".", "_"), one) for prefix in kohya_prefixes)
+            out[diffusers_prefix + layer] = one
         elif layer == "text_projection":
-            out.update((key, name) for key in _PROJECTION_NAMES[target])
+            out.update((key, one) for key in _PROJECTION_NAMES[target])
     return out
+
+
+def _language_model_key_map(encoder: str, names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """LLM text encoders (Z-Image's Qwen3, held as transformers' base model): ComfyUI's generic naming, under which
+    the same parameter names sit below ``<encoder>.transformer.model.``."""
+    return {f"text_encoders.{encoder}.transformer.model.{name.removesuffix('.weight')}": (name,)
+            for name in names if name.endswith(".weight")}

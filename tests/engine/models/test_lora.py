@@ -7,6 +7,7 @@ changes are computed here from the formula, convolutions checked by running the 
 """
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytest
@@ -22,6 +23,7 @@ from engine.models.load import load_checkpoint
 from engine.models.lora import LoraPatch, apply_lora, load_lora
 from engine.models.manager import ModelManager
 from tests.fixtures import checkpoints as fx
+from tests.fixtures import z_image as zfx
 
 U = fx.UNET
 RANK, ALPHA = 2, 1.0  # kohya files carry alpha: changes scale by alpha / rank
@@ -389,7 +391,7 @@ def expected_weights(base: dict, patches, target: str) -> dict:
     """Base weights plus each patch's change times its strength, in float32 (patches from the formula)."""
     out = {n: w.float() for n, w in base.items()}
     for patch, strength in patches:
-        for layer, name in patch.layers(target, base).items():
+        for layer, (name,) in patch.layers(target, base).items():
             entry = patch.entries[layer]
             out[name] += strength * entry.alpha / entry.down.shape[0] * (entry.up @ entry.down)
     return out
@@ -455,3 +457,157 @@ def test_keys_matching_nothing_are_counted_in_one_warning(tmp_path, sd1_models, 
         new_model, new_clip = apply_lora(model, None, patch, 1.0, 1.0)  # the text-encoder keys now count too
     assert new_clip is None and len(new_model.patches) == 1
     assert [r.message for r in caplog.records][0].startswith("lora key not loaded: 7 of 10")
+
+
+# -- Z-Image: the original layout's fused q/k/v, diffusers' names, Qwen3 text encoder ------------------------------
+
+
+@pytest.fixture(scope="module")
+def z_image(tmp_path_factory):
+    """(float32 transformer, float32 Qwen3, their files' tensors in float32 without prefixes). Read-only."""
+    from engine.models.load import open_checkpoint
+    from engine.models.qwen_text import load_qwen_file
+    from engine.models.z_image import load_z_image
+
+    folder = tmp_path_factory.mktemp("z_image")
+    z_path, q_path = zfx.write_z_image(folder / "z.safetensors"), zfx.write_qwen(folder / "q.safetensors")
+    with open_checkpoint(z_path, torch.device("cpu")) as file:
+        transformer = load_z_image(file, torch.device("cpu"), torch.float32)
+    _, qwen = load_qwen_file(q_path, "cpu", torch.float32)
+    tensors = {k.removeprefix("model.diffusion_model."): v.float() for k, v in load_file(z_path).items()}
+    tensors.update({"qwen." + k.removeprefix("model."): v.float() for k, v in load_file(q_path).items()})
+    return transformer, qwen, tensors
+
+
+def holders(network: torch.nn.Module, value: torch.Tensor) -> list[str]:
+    """The parameters holding ``value``: one, or for a fused q/k/v the three holding its thirds, in row order."""
+    if value.dim() == 2 and value.shape[0] == 3 * value.shape[1]:
+        return [holder(network, third) for third in value.chunk(3)]
+    return [holder(network, value)]
+
+
+def z_image_expected(network, tensors, factors, scale) -> dict[str, torch.Tensor]:
+    """{parameter: its rows of scale * up @ down} for original-layout factors, parameters found by value."""
+    out = {}
+    for layer, (up, down) in factors.items():
+        names = holders(network, tensors[layer + ".weight"])
+        out.update(zip(names, (scale * up @ down).chunk(len(names))))
+    return out
+
+
+def renamed(tensors: dict, old: str, new: str, flat: bool = False) -> dict:
+    def rename(key):
+        layer, dot, suffix = key[len(old):].partition(".lora_")
+        return new + (layer.replace(".", "_") if flat else layer) + dot + suffix
+    return {rename(k): v for k, v in tensors.items()}
+
+
+def test_z_image_original_names_point_at_the_weights_loaded_there(z_image):
+    from diffusers import ZImageTransformer2DModel
+
+    from engine.models.z_image import detect_z_image, original_names, z_image_config
+
+    transformer, _, tensors = z_image
+    mapping = original_names(params(transformer))
+    file_keys = {k for k in tensors if not k.startswith("qwen.")}
+    assert set(mapping) == file_keys
+    assert sorted(n for names in mapping.values() for n in names) == sorted(params(transformer))  # each once
+    loaded_params = params(transformer)
+    assert all(torch.equal(torch.cat([loaded_params[n] for n in mapping[k]]), tensors[k]) for k in file_keys)
+    full = zfx.z_image_shapes(zfx.FULL_Z_IMAGE, prefix="")
+    with torch.device("meta"):
+        network = ZImageTransformer2DModel(**z_image_config(detect_z_image(full, "full")))
+    assert set(original_names(params(network))) == set(full)
+
+
+Z_IMAGE_FORMATS = {  # name: (LoRA tensors from original-layout factors, scale)
+    "comfy_generic": (lambda f: zfx.lora_tensors(f, "comfy"), 1.0),
+    "comfy_generic_alpha": (lambda f: zfx.lora_tensors(f, "comfy", alpha=2.0), 2.0 / 4),
+    "kohya": (lambda f: zfx.lora_tensors(f, "kohya", alpha=1.0), 1.0 / 4),
+    "diffusers": (lambda f: zfx.lora_tensors(f, "diffusers"), 1.0),
+    "diffusers_bare": (lambda f: renamed(zfx.lora_tensors(f, "diffusers"), "transformer.", ""), 1.0),
+    "diffusers_diffusion_model": (
+        lambda f: renamed(zfx.lora_tensors(f, "diffusers"), "transformer.", "diffusion_model."), 1.0),
+    "lycoris": (lambda f: renamed(zfx.lora_tensors(f, "diffusers"), "transformer.", "lycoris_", flat=True), 1.0),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(Z_IMAGE_FORMATS))
+def test_z_image_layer_names_in_each_format(tmp_path, z_image, fmt):
+    transformer, _, tensors = z_image
+    factors = zfx.z_image_lora_factors(seed=1)
+    make, scale = Z_IMAGE_FORMATS[fmt]
+    patch = write(tmp_path, make(factors))
+    deltas = patch.deltas("unet", params(transformer))
+    expected = z_image_expected(transformer, tensors, factors, scale)
+    assert set(deltas) == set(expected) and len(expected) == 4 * 3 + 5
+    for name, change in expected.items():
+        torch.testing.assert_close(deltas[name], change, rtol=1e-5, atol=1e-6)
+    assert patch.matched_keys("unet", params(transformer)) == set(patch.keys)
+
+
+def test_z_image_fused_differences_dora_and_misfits(tmp_path, z_image, caplog):
+    transformer, _, tensors = z_image
+    qkv = tensors["layers.0.attention.qkv.weight"]
+    (up, down), = zfx.lora_factors({"qkv.weight": qkv.shape}, ["qkv"], seed=2).values()
+    magnitude = torch.rand(qkv.shape[0], 1) + 0.5  # per row of the fused weight
+    diff = torch.randn_like(qkv)
+    base = "diffusion_model.noise_refiner.0.attention.qkv"
+    patch = write(tmp_path, {**peft("diffusion_model.layers.0.attention.qkv", up, down),
+                             "diffusion_model.layers.0.attention.qkv.dora_scale": magnitude,
+                             "diffusion_model.layers.1.attention.qkv.diff": diff,
+                             # misfits: a to_q-sized LoRA under the fused name; per-column DoRA over the parts
+                             **peft("diffusion_model.context_refiner.0.attention.qkv", up[:128], down),
+                             **peft(base, up, down), base + ".dora_scale": torch.rand(1, qkv.shape[1])})
+    with caplog.at_level(logging.WARNING, logger="comfyd.lora"):
+        deltas = patch.deltas("unet", params(transformer))
+    assert sum("not applied" in r.message for r in caplog.records) == 2
+    dora_names = holders(transformer, qkv)
+    diff_names = holders(transformer, tensors["layers.1.attention.qkv.weight"])
+    assert set(deltas) == set(dora_names + diff_names)
+    updated = qkv + up @ down
+    expected = updated * magnitude / qkv.norm(dim=1, keepdim=True) - qkv  # row norms of the whole fused weight
+    torch.testing.assert_close(torch.cat([deltas[n] for n in dora_names]), expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(torch.cat([deltas[n] for n in diff_names]), diff)
+
+
+def test_qwen_text_encoder_takes_comfy_generic_names(tmp_path, z_image):
+    _, qwen, tensors = z_image
+    factors = zfx.qwen_lora_factors(seed=3)
+    patch = write(tmp_path, zfx.lora_tensors(factors, "qwen"))
+    deltas = patch.deltas("clip_qwen3_4b", params(qwen))
+    expected = {holder(qwen, tensors[f"qwen.{layer}.weight"]): up @ down for layer, (up, down) in factors.items()}
+    assert set(deltas) == set(expected)
+    for name, change in expected.items():
+        torch.testing.assert_close(deltas[name], change)
+    assert patch.deltas("unet", params(z_image[0])) == {}
+
+
+def test_z_image_manager_applies_then_restores_exactly(tmp_path, z_image, caplog):
+    from engine.models.qwen_text import QwenTextEncoder
+    from engine.models.z_image import ZImageModel
+
+    transformer, qwen, tensors = z_image
+    manager = ModelManager(torch.device("cpu"))
+    model = ZImageModel(copy.deepcopy(transformer), manager=manager)
+    clip = QwenTextEncoder(copy.deepcopy(qwen), manager=manager)
+    base_unet, base_qwen = snapshot(model.unet, clip.models["qwen3_4b"])
+    factors, qwen_factors = zfx.z_image_lora_factors(seed=4), zfx.qwen_lora_factors(seed=5)
+    tensors_in_file = {**zfx.lora_tensors(factors, "kohya", alpha=2.0), **zfx.lora_tensors(qwen_factors, "qwen"),
+                       "unknown.lora_A.weight": torch.zeros(1, 1)}
+    patch = write(tmp_path, tensors_in_file)
+    with caplog.at_level(logging.WARNING, logger="comfyd.lora"):
+        lora_model, lora_clip = apply_lora(model, clip, patch, 0.5, 2.0)
+    warnings = [r.message for r in caplog.records if "not loaded" in r.message]
+    assert len(warnings) == 1 and f": 1 of {len(tensors_in_file)} keys" in warnings[0]
+    assert warnings[0].endswith(": unknown.lora_A.weight")
+    with manager.running(lora_model), manager.running(lora_clip):
+        expected = z_image_expected(transformer, tensors, factors, 0.5 * 2.0 / 4)
+        for name, p in model.unet.named_parameters():
+            torch.testing.assert_close(p, base_unet[name] + expected.get(name, 0), rtol=0, atol=1e-6)
+        for layer, (up, down) in qwen_factors.items():
+            name = holder(qwen, tensors[f"qwen.{layer}.weight"])
+            torch.testing.assert_close(clip.models["qwen3_4b"].get_parameter(name), base_qwen[name] + 2.0 * up @ down)
+    with manager.running(model), manager.running(clip):
+        for network, base in ((model.unet, base_unet), (clip.models["qwen3_4b"], base_qwen)):
+            assert all(torch.equal(p, base[n]) for n, p in network.named_parameters())
