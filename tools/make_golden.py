@@ -6,6 +6,7 @@ checkpoint of cases.CHECKPOINT in its models/checkpoints/ and the seeded model f
     python shared/tools/make_checkpoint.py <models>/checkpoints/tiny-sd15.safetensors --seed 0 --profile tiny
     python tests/golden/lora.py <models>/loras
     python -m tests.golden.controlnet <models>/controlnet
+    python -m tests.golden.control_lora <models>/controlnet
     python -m tests.golden.upscaler <models>/upscale_models
     python -m tests.golden.adapter <models>
 This script only talks HTTP, so it cannot place model files on the server: it checks /models/<folder> for the
@@ -28,12 +29,14 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.golden import adapter, cases, controlnet, lora, upscaler  # noqa: E402  (after the path fix: a script)
+from tests.golden import (  # noqa: E402  (after the path fix: a script)
+    adapter, cases, control_lora, controlnet, lora, upscaler)
 
 # {models folder: (the node input naming a file of it, how to write the parity files there)}
 MODEL_INPUTS = {
     "loras": ("lora_name", "python tests/golden/lora.py <models>/loras"),
     "controlnet": ("control_net_name", "python -m tests.golden.controlnet <models>/controlnet && "
+                   "python -m tests.golden.control_lora <models>/controlnet && "
                    "python -m tests.golden.adapter <models>"),
     "upscale_models": ("model_name", "python -m tests.golden.upscaler <models>/upscale_models"),
     "diffusion_models": ("unet_name", "python -m tests.golden.adapter <models>"),
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "inputs": {image.name: hashlib.sha256(image.read_bytes()).hexdigest() for image in cases.INPUT_IMAGES},
         "loras": {name: lora.fingerprint(seed) for name, seed in lora.PARITY_LORAS.items()},
         "controlnets": {name: controlnet.fingerprint(seed) for name, seed in controlnet.PARITY_CONTROLNETS.items()},
+        "control_loras": control_lora.fingerprints(),
         "upscale_models": {name: upscaler.fingerprint(spec) for name, spec in upscaler.PARITY_UPSCALERS.items()},
         "adapter_files": adapter.fingerprints(),
     })

@@ -7,7 +7,9 @@ conditioning options under "control", chained through `previous`. While sampling
 
 ControlNets run on diffusers' ControlNetModel (the same network as the LDM ``cldm`` one), converted from the LDM
 layout (``control_model.`` prefix or bare) with diffusers' single-file converter, or loaded as saved by diffusers.
-Control-LoRA files are not supported.
+Control-LoRAs (a ``lora_controlnet`` marker, LDM names without prefix) hold the ControlNet as a change to the
+UNet it is applied to: full tensors for its own parts, ``.up``/``.down`` factors for the layers it shares with the
+UNet. Their network is built from that UNet when they first run with it (see `ControlLora`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import inspect
 import logging
 import math
 import os
-from typing import Mapping
+import weakref
+from typing import Callable, Mapping
 
 import torch
 from diffusers import ControlNetModel
@@ -27,13 +30,17 @@ from ..resize import common_upscale
 from . import convert
 from .detect import FAMILIES, CheckpointError, UNetSpec, count_indices, detect_unet, unet_family
 from .load import CastingReader, assemble, open_checkpoint
+from .manager import same_patches
 from .t2i_adapter import Adapter, AdapterLayout, detect_adapter, diffusers_adapter_names
 
 log = logging.getLogger("comfyd.models")
 
 HINT_SCALE = 8  # hint pixels per latent pixel
 HINT_UPSCALE = "nearest-exact"
-LDM_PREFIXES = ("control_model.", "")
+LDM_CONTROL_PREFIX = "control_model."  # released files' prefix, the one diffusers' converter looks for
+LDM_PREFIXES = (LDM_CONTROL_PREFIX, "")
+LORA_MARKER = "lora_controlnet"
+LORA_FACTORS = (".up", ".down")
 _CONTROLNET_ARGS = set(inspect.signature(ControlNetModel.__init__).parameters) - {"self"}
 
 
@@ -70,17 +77,25 @@ class Residuals:
 
     `blocks[i]` is added to input block i's output, so it flows on and into its skip (T2I-Adapters); `skips[i]`
     only to the skip connection of input block i (ControlNets); `middle` to the middle block's output (both).
+    `pending` holds the residuals of controls made from the UNet they act on (Control-LoRAs), as functions of
+    that UNet: only the model call knows it, with the running clone's weights in place.
     """
     blocks: list = dataclasses.field(default_factory=list)
     skips: list = dataclasses.field(default_factory=list)
     middle: torch.Tensor | None = None
+    pending: tuple[Callable[[torch.nn.Module], "Residuals"], ...] = ()
 
     def __add__(self, other: "Residuals") -> "Residuals":
         return Residuals(_add_lists(self.blocks, other.blocks), _add_lists(self.skips, other.skips),
-                         _add(self.middle, other.middle))
+                         _add(self.middle, other.middle), self.pending + other.pending)
 
     def unet_kwargs(self, unet, device: torch.device) -> dict:
         """The keyword arguments that make a diffusers UNet2DConditionModel add these residuals."""
+        if self.pending:
+            resolved = dataclasses.replace(self, pending=())
+            for residuals_for in self.pending:
+                resolved = resolved + residuals_for(unet)
+            return resolved.unet_kwargs(unet, device)
         dtype = unet.dtype
         zero = torch.zeros((), dtype=dtype, device=device)  # broadcasts where a block gets nothing
 
@@ -206,6 +221,37 @@ class ControlNet(ControlBase):
         return value * self.strength
 
 
+@dataclasses.dataclass
+class ControlLoraWeights:
+    name: str  # the file's
+    tensors: dict[str, torch.Tensor]  # the ones ComfyUI applies, by LDM name as in the file, stored dtype
+
+
+@dataclasses.dataclass(eq=False)
+class ControlLora(ControlNet):
+    """A Control-LoRA: runs as the ControlNet it makes of the UNet it is applied to.
+
+    ComfyUI rebuilds that network before every sampling run from the model's current (LoRA-patched) weights;
+    here it is built on the first call with a UNet and kept, per UNet and the patches on it, in `networks`,
+    which every copy of one loaded file shares. `control_model` is the network of the latest call.
+    """
+    weights: ControlLoraWeights | None = None
+    networks: weakref.WeakKeyDictionary = dataclasses.field(default_factory=weakref.WeakKeyDictionary)
+
+    def _residuals(self, model_sampling, x, sigma, model_conds, chunks) -> Residuals:
+        def residuals_for(unet):
+            self.control_model = self._network_for(unet)
+            return ControlNet._residuals(self, model_sampling, x, sigma, model_conds, chunks)
+        return Residuals(pending=(residuals_for,))
+
+    def _network_for(self, unet) -> ControlNetModel:
+        patches = self.manager.applied_patches(unet) if self.manager is not None else ()
+        built = self.networks.get(unet)
+        if built is None or not same_patches(built[0], patches):
+            built = self.networks[unet] = (patches, build_control_lora(self.weights, unet))
+        return built[1]
+
+
 @dataclasses.dataclass(eq=False)
 class T2IAdapter(ControlBase):
     """The adapter runs once per hint size and batch (ComfyUI caches its features for the whole run)."""
@@ -253,12 +299,19 @@ def controlnet_config(spec: UNetSpec, hint_channels: int) -> dict:
     return dict({k: v for k, v in config.items() if k in _CONTROLNET_ARGS}, conditioning_channels=hint_channels)
 
 
-def _ldm_state_dict(tensors: Mapping, prefix: str, config: dict) -> dict:
-    state = convert_controlnet_checkpoint(convert.PrefixView(tensors, prefix), config)
+def ldm_controlnet_names(names, config: dict) -> dict[str, str]:
+    """{ControlNetModel name: LDM name} for the LDM ControlNet tensor `names` (no prefix): diffusers' converter
+    run on the names instead of tensors. Names it has no place for are left out."""
+    renamed = convert_controlnet_checkpoint({LDM_CONTROL_PREFIX + n: n for n in names}, config)
     if config.get("addition_embed_type"):  # SDXL's label embedding, which the converter leaves out
-        state.update({new: tensors[prefix + old]
-                      for new, old in DIFFUSERS_TO_LDM_MAPPING["controlnet"]["addition_embed_type"].items()})
-    return state
+        renamed.update(DIFFUSERS_TO_LDM_MAPPING["controlnet"]["addition_embed_type"])
+    names = set(names)
+    return {new: old for new, old in renamed.items() if old in names}
+
+
+def _ldm_state_dict(tensors: Mapping, prefix: str, config: dict) -> dict:
+    view = convert.PrefixView(tensors, prefix)
+    return {new: view[old] for new, old in ldm_controlnet_names(view, config).items()}
 
 
 def _first(shapes: Mapping, suffix: str):
@@ -327,18 +380,85 @@ def _build_controlnet(file, tensors: Mapping, *, diff_unet=None) -> ControlNet:
     return ControlNet(network, global_average_pooling=stem.endswith(("_shuffle", "_shuffle_fp16")))
 
 
+def control_lora_config(unet, hint_channels: int) -> dict:
+    """ControlNetModel keyword arguments for a Control-LoRA applied to the diffusers UNet `unet`."""
+    config = {k: v for k, v in unet.config.items() if k in _CONTROLNET_ARGS}
+    # ComfyUI's ControlNet always has a middle block: a lone res block when the UNet has none
+    config["mid_block_type"] = config.get("mid_block_type") or "UNetMidBlock2D"
+    return dict(config, conditioning_channels=hint_channels)
+
+
+def _misfit(name: str, detail: str) -> CheckpointError:
+    return CheckpointError(f"{name}: Control-LoRA does not fit the model it is applied to ({detail})")
+
+
+def _lora_delta(up: torch.Tensor, down: torch.Tensor, shape) -> torch.Tensor:
+    return (up.flatten(start_dim=1) @ down.flatten(start_dim=1)).reshape(shape)
+
+
+def build_control_lora(weights: ControlLoraWeights, unet) -> ControlNetModel:
+    """The ControlNet a Control-LoRA makes of `unet`, on its device and in its dtype: the UNet's weights where
+    the network shares its layers, replaced by the file's full tensors, then each ``X.weight`` plus up @ down of
+    the file's ``X.up`` / ``X.down``. CheckpointError when the file does not fit this UNet."""
+    name = weights.name
+    parameter = next(unet.parameters())
+    tensors = {k: v.to(parameter.device, parameter.dtype) for k, v in weights.tensors.items()}
+    factored = {k.rsplit(".", 1)[0] + ".weight" for k in tensors if k.endswith(LORA_FACTORS)}
+    full = {k: v for k, v in tensors.items() if not k.endswith(LORA_FACTORS)}
+    config = control_lora_config(unet, tensors["input_hint_block.0.weight"].shape[1])
+    names = ldm_controlnet_names(factored | full.keys(), config)
+    unplaced = sorted((factored | full.keys()) - set(names.values()))
+    if unplaced:
+        raise _misfit(name, f"no layer for {unplaced[:8]}{' ...' if len(unplaced) > 8 else ''}")
+
+    def state_of(network) -> dict:
+        wanted = network.state_dict().keys()
+        # copies: the UNet's weights change under it (other clones' LoRA patches, offloading)
+        state = {k: v.detach().clone() for k, v in unet.state_dict().items() if k in wanted}
+        state.update({new: full[old] for new, old in names.items() if old in full})
+        for new, old in names.items():
+            if old not in factored:
+                continue
+            base = old[:-len(".weight")]
+            if new not in state:
+                raise _misfit(name, f"the model has no weight for {base}.up/.down")
+            up, down = tensors[base + ".up"], tensors[base + ".down"]
+            try:
+                state[new] = state[new] + _lora_delta(up, down, state[new].shape)
+            except RuntimeError as exc:
+                raise _misfit(name, f"{base}: {exc}") from None
+        return state
+
+    try:
+        return assemble(lambda: ControlNetModel(**config), state_of, "Control-LoRA", name)
+    except CheckpointError as exc:
+        if str(exc).startswith(f"{name}: Control-LoRA does not fit"):
+            raise
+        raise _misfit(name, str(exc).split(": ", 2)[-1]) from None
+
+
+def _control_lora_weights(file) -> ControlLoraWeights:
+    """The tensors ComfyUI applies: ``.up``, ``.down``, ``.weight`` and ``.bias`` ones without ``__``."""
+    if "input_hint_block.0.weight" not in file.shapes:
+        raise unsupported(file.name, "Control-LoRA without 'input_hint_block'")
+    keep = [k for k in file.shapes
+            if k != LORA_MARKER and k.endswith((*LORA_FACTORS, ".weight", ".bias")) and "__" not in k]
+    return ControlLoraWeights(file.name, {k: file.read(k) for k in keep})
+
+
 def load_control_file(path: str | os.PathLike, device: torch.device | str, dtype: torch.dtype, *,
                       diff_unet=None) -> ControlBase:
-    """A ControlNet (LDM or diffusers keys) or T2I-Adapter (full, light, SDXL) file, without a hint.
+    """A ControlNet (LDM or diffusers keys), Control-LoRA or T2I-Adapter (full, light, SDXL) file, without a hint.
 
-    ControlNets are loaded in `dtype`; adapters in float32, the precision ComfyUI runs them in. `diff_unet` is
-    the UNet a "difference" ControlNet adds its weights to (DiffControlNetLoader).
+    ControlNets are loaded in `dtype`; adapters in float32, the precision ComfyUI runs them in; Control-LoRAs
+    keep their tensors as stored until they meet a UNet. `diff_unet` is the UNet a "difference" ControlNet adds
+    its weights to (DiffControlNetLoader).
     """
     device = torch.device(device)
     with open_checkpoint(path, device) as file:
         shapes = file.shapes
-        if "lora_controlnet" in shapes:
-            raise unsupported(file.name, "Control-LoRA files are not supported")
+        if LORA_MARKER in shapes:
+            return ControlLora(None, weights=_control_lora_weights(file))
         if "controlnet_cond_embedding.conv_in.weight" in shapes or any(
                 p + "zero_convs.0.0.weight" in shapes for p in LDM_PREFIXES):
             return _build_controlnet(file, CastingReader(shapes, file.read, device, dtype), diff_unet=diff_unet)

@@ -151,12 +151,15 @@ class ModelManager:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def applied_patches(self, network: torch.nn.Module) -> tuple:
+        """The (patch, strength) pairs on `network` now (those of the clone that ran it last)."""
+        state = self._patch_state.get(network)
+        return state.applied if state is not None else ()
+
     def _apply_patches(self, target: str, network: torch.nn.Module, patches) -> None:
         state = self._patch_state.setdefault(network, _PatchState())
         wanted = tuple((patch, float(strength)) for patch, strength in patches if strength != 0)
-        # Compare the patch objects themselves: an id could be reused by a new object after the old one is freed.
-        if len(wanted) == len(state.applied) and all(
-                a is b and sa == sb for (a, sa), (b, sb) in zip(wanted, state.applied)):
+        if same_patches(wanted, state.applied):
             return
         params = dict(network.named_parameters())
         with torch.no_grad():
@@ -174,6 +177,12 @@ class ModelManager:
                 state.backup[name] = param.detach().to(self.offload_device, copy=True)
                 param.copy_((param.float() + change).to(param.dtype))
         state.applied = wanted
+
+
+def same_patches(a: tuple, b: tuple) -> bool:
+    """Whether two (patch, strength) sequences are the same patches in the same order and strengths. Compared by
+    identity: an id could be reused by a new object after the old one is freed."""
+    return len(a) == len(b) and all(pa is pb and sa == sb for (pa, sa), (pb, sb) in zip(a, b))
 
 
 def _networks(owner):

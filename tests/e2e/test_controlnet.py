@@ -45,6 +45,8 @@ def made(tmp_path_factory) -> Path:
     controlnets.write_controlnet(models / "controlnet" / "scribble.safetensors", "sd1", seed=0)
     controlnets.write_controlnet(models / "controlnet" / "pose.safetensors", "sd1", seed=1, prefix="")
     controlnets.write_t2i_adapter(models / "controlnet" / "t2i-depth.safetensors", seed=2, hint_channels=1)
+    controlnets.write_control_lora(models / "controlnet" / "control-lora-canny.safetensors", "sd1", seed=4)
+    controlnets.write_control_lora(models / "controlnet" / "control-lora-canny-xl.safetensors", "sdxl", seed=4)
     vae = checkpoints.vae_shapes(checkpoints.TINY["sd1"].vae, prefix="")
     checkpoints.save(models / "vae" / "vae.safetensors", checkpoints.fill(vae, seed=3))
     (root / "input").mkdir()
@@ -221,6 +223,32 @@ async def test_old_apply_node_on_the_txt2img_workflow(client, files):
     prompt["3"]["inputs"]["positive"] = ["12", 0]
     controlled = saved(files, await run_ok(client, prompt))[0]
     assert not np.array_equal(controlled, plain)
+
+
+async def test_a_control_lora_gets_its_own_network_for_each_model(client, files):
+    """The same Control-LoRA on two checkpoints: each image is the one that checkpoint gives when it is the
+    first and only one the Control-LoRA meets (after /free unloads everything)."""
+    def controlled(ckpt):
+        return depth("control-lora-canny.safetensors", ckpt)
+
+    first = saved(files, await run_ok(client, controlled("sd15.safetensors")), "9")[0]
+    other = saved(files, await run_ok(client, controlled("sd15-other.safetensors")), "9")[0]
+    again = saved(files, await run_ok(client, controlled("sd15.safetensors")), "9")[0]
+    plain = saved(files, await run_ok(client, without_control(controlled("sd15.safetensors"), "3", "42")), "9")[0]
+    assert (await client.post("/free", json={"unload_models": True})).status == 200
+    other_alone = saved(files, await run_ok(client, controlled("sd15-other.safetensors")), "9")[0]
+    assert np.array_equal(first, again) and np.array_equal(other, other_alone)
+    assert not np.array_equal(first, plain) and not np.array_equal(first, other)
+
+
+async def test_a_control_lora_for_another_model_family_fails_the_sampler_clearly(client, files):
+    prompt_id, messages = await run_prompt(client, depth("control-lora-canny-xl.safetensors"))
+    [error] = of_type(messages, "execution_error")
+    assert error["prompt_id"] == prompt_id and (error["node_id"], error["node_type"]) == ("3", "KSampler")
+    assert error["exception_message"].startswith(
+        "control-lora-canny-xl.safetensors: Control-LoRA does not fit the model it is applied to")
+    assert error["traceback"] and not of_type(messages, "execution_success")
+    await run_ok(client, depth())  # the worker goes on with the next prompt
 
 
 async def test_canny_node_finds_the_square_outline(client, files):

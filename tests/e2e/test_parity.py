@@ -2,11 +2,12 @@
 
 The golden PNGs in tests/golden/sd15 were made by tools/make_golden.py against upstream ComfyUI 0.3.64 on the
 CPU (fp32) with the checkpoint that shared/tools/make_checkpoint.py writes and the seeded files of
-tests/golden/{lora,controlnet,adapter,upscaler}.py (upstream applied every key of the LoRAs; LoraLoaderModelOnly
-leaves the text-encoder keys out, as it should, and the CLIP half of a LoRA alone moves the image by ~10/255 on
-average; upstream loaded every ControlNet and adapter key without a warning; its upscale nodes ran spandrel
-0.4.2). Here the same script runs the same cases against a real comfyd server (the app on a loopback port), so
-upload, /prompt, /history and /view are exercised exactly as against upstream. Tolerance per image, on 0..255
+tests/golden/{lora,controlnet,control_lora,adapter,upscaler}.py (upstream applied every key of the LoRAs;
+LoraLoaderModelOnly leaves the text-encoder keys out, as it should, and the CLIP half of a LoRA alone moves the
+image by ~10/255 on average; upstream loaded every ControlNet and adapter key without a warning and built the
+Control-LoRA's network from the checkpoint's UNet; its upscale nodes ran spandrel 0.4.2). Here the same script
+runs the same cases against a real comfyd server (the app on a loopback port), so upload, /prompt, /history and
+/view are exercised exactly as against upstream. Tolerance per image, on 0..255
 pixels: max |diff| <= 2 (float rounding across a different attention kernel and op order can flip an 8-bit
 truncation), and mean |diff| <= 0.05: with random weights a wrong prompt weight moves few pixels far (1.3 vs 1.2
 moves the mean by ~0.2), so the mean is the sharper check.
@@ -30,7 +31,7 @@ from PIL import Image
 
 from engine import Settings
 from server.app import create_app
-from tests.golden import adapter, cases, controlnet, lora, upscaler
+from tests.golden import adapter, cases, control_lora, controlnet, lora, upscaler
 
 MAKE_CHECKPOINT = Path(__file__).parents[3] / "shared/tools/make_checkpoint.py"
 MAKE_GOLDEN = Path(__file__).parents[2] / "tools/make_golden.py"
@@ -54,6 +55,7 @@ def load_make_golden():
 # far past the tolerance.
 BASELINES = {"lora_0_8": "euler_normal", "lora_chain": "lora_0_8", "lora_model_only_neg_0_5": "euler_normal",
              "controlnet_advanced": "euler_normal", "controlnet_chain": "euler_normal",
+             "control_lora": "euler_normal",
              "t2i_adapter_light": "unet_two_blocks"}
 
 
@@ -69,6 +71,7 @@ def parity_base(tmp_path_factory) -> Path:
                    check=True, capture_output=True)
     lora.write_parity_loras(base / "models" / "loras")
     controlnet.write_parity_controlnets(base / "models" / "controlnet")
+    control_lora.write_parity_control_loras(base / "models" / "controlnet")
     upscaler.write_parity_upscalers(base / "models" / "upscale_models")
     adapter.write_parity_files(base / "models")
     return base
@@ -125,6 +128,7 @@ def test_golden_data_covers_every_case_and_is_intact():
     assert GOLDEN["loras"] == {name: lora.fingerprint(seed) for name, seed in lora.PARITY_LORAS.items()}
     assert GOLDEN["controlnets"] == {name: controlnet.fingerprint(seed)
                                      for name, seed in controlnet.PARITY_CONTROLNETS.items()}
+    assert GOLDEN["control_loras"] == control_lora.fingerprints()
     assert GOLDEN["upscale_models"] == {name: upscaler.fingerprint(spec)
                                         for name, spec in upscaler.PARITY_UPSCALERS.items()}
     assert GOLDEN["adapter_files"] == adapter.fingerprints()

@@ -3,7 +3,8 @@
 The cases use the seeded random-weight SD1.5 checkpoint written by shared/tools/make_checkpoint.py with
 CHECKPOINT_ARGS; the server's input folder needs INPUT_IMAGES (make_golden.py uploads them), and its models folder
 the seeded files the cases load: lora.PARITY_LORAS in loras/ (``python tests/golden/lora.py <models>/loras``),
-controlnet.PARITY_CONTROLNETS in controlnet/ (``python -m tests.golden.controlnet <models>/controlnet``) and
+controlnet.PARITY_CONTROLNETS in controlnet/ (``python -m tests.golden.controlnet <models>/controlnet``),
+control_lora.PARITY_CONTROL_LORAS there too (``python -m tests.golden.control_lora <models>/controlnet``),
 upscaler.PARITY_UPSCALERS in upscale_models/ (``python -m tests.golden.upscaler <models>/upscale_models``), and
 adapter.PARITY_ADAPTERS in controlnet/ with the UNet they need, adapter.PARITY_UNETS, in diffusion_models/
 (``python -m tests.golden.adapter <models>``). Each
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .adapter import PARITY_ADAPTERS, PARITY_UNETS
+from .control_lora import PARITY_CONTROL_LORAS
 from .controlnet import PARITY_CONTROLNETS
 from .lora import PARITY_LORAS
 from .upscaler import PARITY_UPSCALERS
@@ -31,6 +33,7 @@ INPUT_MASKED = Path(__file__).with_name("input_64_rgba.png")
 INPUT_IMAGES = (INPUT_IMAGE, INPUT_MASKED)
 LORA_A, LORA_B = PARITY_LORAS
 CONTROLNET_A, CONTROLNET_B = PARITY_CONTROLNETS
+[CONTROL_LORA] = PARITY_CONTROL_LORAS
 ESRGAN_X4, ESRGAN_X2 = PARITY_UPSCALERS
 [T2I_ADAPTER], [UNET_2RB] = PARITY_ADAPTERS, PARITY_UNETS
 GOLDEN_DIR = Path(__file__).with_name("sd15")
@@ -227,6 +230,14 @@ def controlnet_chain() -> dict:
     return txt2img(seed=1, positive_node=("33", 0), negative_node=("33", 1), extra=nodes)
 
 
+def control_lora() -> dict:
+    """euler_normal's graph with a Control-LoRA (ControlNetLoader) on both prompts for the first 80% of the
+    schedule: its network is built from the checkpoint's UNet when the sampler first runs it."""
+    nodes = {"12": _load_hint(), "30": _controlnet(CONTROL_LORA),
+             "31": _apply_advanced("30", positive=("6", 0), negative=("7", 0), strength=0.9, start=0.0, end=0.8)}
+    return txt2img(seed=1, positive_node=("31", 0), negative_node=("31", 1), extra=nodes)
+
+
 def _two_block_unet(extra: dict | None = None, **sampling) -> dict:
     """txt2img on UNET_2RB (UNETLoader, node 50) with the checkpoint's CLIP and VAE."""
     unet = {"50": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_2RB, "weight_dtype": "default"}}}
@@ -286,6 +297,7 @@ CASES: dict[str, Callable[[], dict]] = {
     "conditioning_average": conditioning_average,
     "controlnet_advanced": controlnet_advanced,
     "controlnet_chain": controlnet_chain,
+    "control_lora": control_lora,
     "esrgan_x4_image": esrgan_image,
     "esrgan_x2_decoded": esrgan_decoded,
     "unet_two_blocks": _two_block_unet,

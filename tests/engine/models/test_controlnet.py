@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.models import convert
 from engine.models.controlnet import (
+    ControlLora,
     ControlNet,
     Residuals,
     T2IAdapter,
@@ -22,6 +23,7 @@ from engine.models.controlnet import (
 from engine.models.detect import CheckpointError, detect, detect_unet
 from engine.models.diffusion import DiffusionModel
 from engine.models.load import load_checkpoint
+from engine.models.manager import ModelManager
 from engine.sampling.guidance import Cond, calc_cond_batch, share_control_with_uncond
 from engine.sampling.model_sampling import discrete_model_sampling
 from tests.fixtures import checkpoints as ck
@@ -105,14 +107,14 @@ def test_adapters_are_detected_with_their_layout(tmp_path):
     assert next(full.control_model.parameters()).dtype == torch.float32  # adapters run in float32
 
 
-def test_unrecognised_files_and_control_loras_are_rejected(tmp_path):
+def test_unrecognised_files_and_control_loras_without_a_hint_block_are_rejected(tmp_path):
     other = tmp_path / "vae.safetensors"
     save_file({"decoder.conv_in.weight": torch.zeros(4, 4, 3, 3)}, str(other))
     with pytest.raises(CheckpointError, match="vae.safetensors: not a supported ControlNet"):
         load_control_file(other, "cpu", torch.float32)
     lora = tmp_path / "control-lora.safetensors"
-    save_file({"lora_controlnet": torch.zeros(1), "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3)}, str(lora))
-    with pytest.raises(CheckpointError, match="Control-LoRA"):
+    save_file({"lora_controlnet": torch.zeros(1), "zero_convs.0.0.weight": torch.zeros(4, 4, 1, 1)}, str(lora))
+    with pytest.raises(CheckpointError, match="control-lora.safetensors: .*Control-LoRA without 'input_hint_block'"):
         load_control_file(lora, "cpu", torch.float32)
 
 
@@ -442,3 +444,112 @@ def test_copies_share_the_network_but_not_the_hint(controlnet_file):
     b = base.copy().set_cond_hint(hint(2), 0.7)
     assert a.control_model is b.control_model is base.control_model
     assert base.hint is None and a.strength == 0.3 and a.percent_range == (0.1, 0.9) and b.percent_range == (0, 1)
+
+
+# -- Control-LoRAs ---------------------------------------------------------------------------------------------
+
+
+def merged_controlnet(lora: dict, unet: dict) -> dict:
+    """The plain LDM ControlNet a Control-LoRA makes of the UNet whose file tensors are `unet`, worked out by
+    hand: the file's full tensors, and the UNet's weight plus up @ down for each factored one."""
+    out = {}
+    for key, value in lora.items():
+        if key == "lora_controlnet" or key.endswith(".down"):
+            continue
+        if key.endswith(".up"):
+            key = key[:-len(".up")] + ".weight"
+            weight = unet[ck.UNET + key]
+            down = lora[key[:-len(".weight")] + ".down"]
+            value = weight + (value.flatten(1) @ down.flatten(1)).reshape(weight.shape)
+        out[fx.CONTROL + key] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def control_lora_file(tmp_path_factory):
+    return fx.write_control_lora(tmp_path_factory.mktemp("cl") / "cl.safetensors", "sd1", seed=5)
+
+
+def test_a_control_lora_runs_as_the_controlnet_it_makes_of_the_unet(tmp_path, sd1, control_lora_file):
+    model, tensors = sd1
+    lora = load_control_file(control_lora_file, "cpu", torch.float32)
+    save_file(merged_controlnet(floats(control_lora_file), tensors), str(tmp_path / "merged.safetensors"))
+    plain = load_control_file(tmp_path / "merged.safetensors", "cpu", torch.float32)
+    assert isinstance(lora, ControlLora) and lora.control_model is None  # nothing is built before a UNet
+    x, sigma, conds = inputs()
+    with torch.no_grad():
+        ours = model.apply_model(x, sigma, control=lora.copy().set_cond_hint(hint(), 0.7).residuals(
+            MS, x, sigma, conds, 2), **conds)
+        theirs = model.apply_model(x, sigma, control=plain.copy().set_cond_hint(hint(), 0.7).residuals(
+            MS, x, sigma, conds, 2), **conds)
+        assert not torch.allclose(ours, model.apply_model(x, sigma, **conds), atol=1e-3)
+    assert_close(ours, theirs, 1e-4)
+    built = next(iter(lora.networks.values()))[1].state_dict()
+    for key, value in plain.control_model.state_dict().items():
+        assert_close(built[key], value)
+
+
+def test_a_control_lora_gives_a_unet_without_middle_block_a_lone_middle_res_block(tmp_path):
+    layout = ck.UNetLayout(32, (1, 2), 1, (1, 0), 1, context_dim=32, linear_proj=False)
+    shapes = {k: v for k, v in ck.unet_shapes(layout).items() if not k.startswith(ck.UNET + "middle_block.")}
+    _, spec = detect_unet(shapes, ck.UNET, "test")
+    torch.manual_seed(0)
+    model = DiffusionModel(UNet2DConditionModel(**convert.unet_config(spec)).eval(), "sd1", "eps", 0.18215)
+    path = tmp_path / "cl.safetensors"
+    ck.save(path, ck.fill(fx.control_lora_shapes(layout, middle=False), seed=6))
+    control = load_control_file(path, "cpu", torch.float32).set_cond_hint(hint(), 1.0)
+    x, sigma, conds = inputs()
+    with torch.no_grad():
+        controlled = model.apply_model(x, sigma, control=control.residuals(MS, x, sigma, conds, 2), **conds)
+        assert not torch.allclose(controlled, model.apply_model(x, sigma, **conds), atol=1e-3)
+    assert model.unet.mid_block is None
+    middle = control.control_model.mid_block
+    assert len(middle.resnets) == 1 and not middle.attentions
+    assert torch.equal(middle.resnets[0].conv2.weight, floats(path)["middle_block.0.out_layers.3.weight"])
+
+
+class AddOne:
+    """A weight patch in the model manager's protocol (as LoRAs are): adds one to the UNet's conv_in weight."""
+
+    def deltas(self, target, params):
+        return {"conv_in.weight": torch.ones_like(params["conv_in.weight"])}
+
+
+def test_control_lora_networks_are_built_once_per_unet_and_its_patches(tmp_path, sd1, control_lora_file):
+    model, _ = sd1
+    manager = ModelManager(torch.device("cpu"))
+    model = DiffusionModel(model.unet, "sd1", "eps", model.latent_scale, manager=manager)
+    patched = model.clone()
+    patched.patches = [(AddOne(), 1.0)]
+    other = load_checkpoint(ck.write_sd15(tmp_path / "other.safetensors", seed=1), "cpu", torch.float32,
+                            load_clip=False, load_vae=False)
+    other = DiffusionModel(other.unet, "sd1", "eps", other.latent_scale_factor, manager=manager)
+    base = load_control_file(control_lora_file, "cpu", torch.float32)
+    base.manager = manager
+    x, sigma, conds = inputs()
+
+    def network_for(diffusion_model, control=None):
+        control = control or base.copy().set_cond_hint(hint(), 1.0)
+        with torch.no_grad():
+            diffusion_model.apply_model(x, sigma, control=control.residuals(MS, x, sigma, conds, 2), **conds)
+        return control.control_model
+
+    first = network_for(model)
+    assert network_for(model) is first  # another copy of the same file, the same UNet: no rebuild
+    on_other = network_for(other)
+    assert on_other is not first and not torch.equal(on_other.conv_in.weight, first.conv_in.weight)
+    on_patched = network_for(patched)
+    assert on_patched is not first
+    delta = on_patched.conv_in.weight - first.conv_in.weight
+    assert_close(delta, torch.ones_like(delta))  # built from the UNet as the LoRA'd clone runs it
+    assert network_for(model) is not on_patched and network_for(other) is on_other
+    assert len(base.networks) == 2  # one per UNet, for the patches it ran with last
+
+
+def test_a_control_lora_made_for_another_family_is_a_clear_error(tmp_path, sd1):
+    model, _ = sd1
+    path = fx.write_control_lora(tmp_path / "xl-canny.safetensors", "sdxl")
+    control = load_control_file(path, "cpu", torch.float32).set_cond_hint(hint(), 1.0)
+    x, sigma, conds = inputs()
+    with pytest.raises(CheckpointError, match=r"xl-canny.safetensors: Control-LoRA does not fit the model"):
+        model.apply_model(x, sigma, control=control.residuals(MS, x, sigma, conds, 2), **conds)
