@@ -16,7 +16,6 @@ tests/golden/seeded.py.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ LIGHT_BLOCKS = 4
 # models/diffusion_models.
 PARITY_ADAPTERS = {"parity-t2i-light-s3.safetensors": 3}
 PARITY_UNETS = {"parity-unet-2rb-s4.safetensors": 4}
+GENERATOR = "tests/golden/adapter.py"
 
 
 def make_adapter(seed: int) -> dict[str, np.ndarray]:
@@ -49,26 +49,17 @@ def fingerprints() -> dict[str, str]:
             **{name: seeded.digest(make_unet(seed)) for name, seed in PARITY_UNETS.items()}}
 
 
-def _save(tensors: dict[str, np.ndarray], path: Path, seed: int) -> Path:
-    from safetensors.numpy import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"generator": "tests/golden/adapter.py", "seed": str(seed)})
-    return path
-
-
 def write_parity_files(models: str | Path) -> list[Path]:
     models = Path(models)
-    return ([_save(make_adapter(seed), models / "controlnet" / name, seed) for name, seed in PARITY_ADAPTERS.items()]
-            + [_save(make_unet(seed), models / "diffusion_models" / name, seed) for name, seed in PARITY_UNETS.items()])
+    return ([seeded.save(make_adapter(seed), models / "controlnet" / name, GENERATOR, seed)
+             for name, seed in PARITY_ADAPTERS.items()]
+            + [seeded.save(make_unet(seed), models / "diffusion_models" / name, GENERATOR, seed)
+               for name, seed in PARITY_UNETS.items()])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", type=Path, help="a models folder (controlnet/ and diffusion_models/ inside)")
-    for path in write_parity_files(parser.parse_args(argv).models):
-        print(f"wrote {path}")
-    return 0
+    return seeded.cli(__doc__, "a models folder (controlnet/ and diffusion_models/ inside)", write_parity_files,
+                      argv)
 
 
 if __name__ == "__main__":

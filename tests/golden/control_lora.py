@@ -12,7 +12,6 @@ merge shows far beyond the parity tolerance.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -36,24 +35,13 @@ def fingerprints() -> dict[str, str]:
 
 
 def write_parity_control_loras(folder: str | Path) -> list[Path]:
-    from safetensors.numpy import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, seed in PARITY_CONTROL_LORAS.items():
-        save_file(make_control_lora(seed), str(folder / name),
-                  metadata={"generator": "tests/golden/control_lora.py", "seed": str(seed)})
-        paths.append(folder / name)
-    return paths
+    return [seeded.save(make_control_lora(seed), Path(folder) / name, "tests/golden/control_lora.py", seed)
+            for name, seed in PARITY_CONTROL_LORAS.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="the models/controlnet folder to write PARITY_CONTROL_LORAS into")
-    for path in write_parity_control_loras(parser.parse_args(argv).out):
-        print(f"wrote {path}")
-    return 0
+    return seeded.cli(__doc__, "the models/controlnet folder to write PARITY_CONTROL_LORAS into",
+                      write_parity_control_loras, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ parity tolerance without saturating them.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +37,7 @@ def fingerprint(seed: int) -> str:
 
 
 def write_controlnet(path: str | Path, seed: int) -> Path:
-    from safetensors.numpy import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(make_controlnet(seed), str(path), metadata={"generator": "tests/golden/controlnet.py",
-                                                          "seed": str(seed)})
-    return path
+    return seeded.save(make_controlnet(seed), path, "tests/golden/controlnet.py", seed)
 
 
 def write_parity_controlnets(folder: str | Path) -> list[Path]:
@@ -52,11 +45,8 @@ def write_parity_controlnets(folder: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="the models/controlnet folder to write PARITY_CONTROLNETS into")
-    for path in write_parity_controlnets(parser.parse_args(argv).out):
-        print(f"wrote {path}")
-    return 0
+    return seeded.cli(__doc__, "the models/controlnet folder to write PARITY_CONTROLNETS into",
+                      write_parity_controlnets, argv)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ shared/tools/make_checkpoint.py fills the parity checkpoint. `digest` identifies
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import zlib
+from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
@@ -35,3 +37,28 @@ def digest(tensors: Mapping[str, np.ndarray]) -> str:
         out.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
         out.update(np.ascontiguousarray(array).tobytes())
     return out.hexdigest()
+
+
+def save(tensors: Mapping[str, np.ndarray], path: str | Path, generator: str, seed: int) -> Path:
+    """``.safetensors`` (the generator module and seed in its metadata) by suffix, else a torch.save pickle of the
+    state dict, the way many released files come."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        save_file(dict(tensors), str(path), metadata={"generator": generator, "seed": str(seed)})
+    else:
+        import torch
+
+        torch.save({name: torch.from_numpy(array) for name, array in tensors.items()}, path)
+    return path
+
+
+def cli(doc: str, folder_help: str, write: Callable[[Path], list[Path]], argv: list[str] | None = None) -> int:
+    """A generator module's command line: write its parity files into the folder given."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("out", type=Path, help=folder_help)
+    for path in write(parser.parse_args(argv).out):
+        print(f"wrote {path}")
+    return 0

@@ -8,7 +8,6 @@ the last conv's bias: OUTPUT_BIAS centres the random network's zero-mean output,
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,19 +46,7 @@ def fingerprint(spec: Upscaler) -> str:
 
 
 def write_upscaler(path: str | Path, spec: Upscaler) -> Path:
-    """``.safetensors`` by suffix, otherwise a torch.save pickle of the state dict."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = make_upscaler(spec)
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import save_file
-
-        save_file(tensors, str(path), metadata={"generator": "tests/golden/upscaler.py", "seed": str(spec.seed)})
-    else:
-        import torch
-
-        torch.save({name: torch.from_numpy(array) for name, array in tensors.items()}, path)
-    return path
+    return seeded.save(make_upscaler(spec), path, "tests/golden/upscaler.py", spec.seed)
 
 
 def write_parity_upscalers(folder: str | Path) -> list[Path]:
@@ -67,11 +54,8 @@ def write_parity_upscalers(folder: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="the models/upscale_models folder to write PARITY_UPSCALERS into")
-    for path in write_parity_upscalers(parser.parse_args(argv).out):
-        print(f"wrote {path}")
-    return 0
+    return seeded.cli(__doc__, "the models/upscale_models folder to write PARITY_UPSCALERS into",
+                      write_parity_upscalers, argv)
 
 
 if __name__ == "__main__":
