@@ -170,7 +170,11 @@ class Frontend:
         web_root = resolve_web_root(settings.base_directory, settings.front_end_version, settings.front_end_root)
         if web_root is not None:
             log.info("web root: %s", web_root)
-        return cls(web_root, installed_template_roots(), installed_docs_root(), installed_versions())
+        versions = installed_versions()
+        chosen = chosen_version(settings.front_end_version)
+        if chosen is not None:  # an older release served on purpose must not be told it is outdated
+            versions["required_frontend_version"] = chosen
+        return cls(web_root, installed_template_roots(), installed_docs_root(), versions)
 
     def extension_scripts(self, packages) -> list[str]:
         """GET /extensions: the bundle's own extensions/**/*.js, then each custom node package's web files.
@@ -185,6 +189,15 @@ class Frontend:
                 scripts += [prefix + p.relative_to(package.web_directory).as_posix()
                             for p in sorted(package.web_directory.rglob("*.js"))]
         return scripts
+
+
+def chosen_version(spec: str | None) -> str | None:
+    """The release number --front-end-version names (`...@v1.27.10` -> "1.27.10"); None for the default and
+    for latest / prerelease."""
+    if spec is None or spec == DEFAULT_VERSION:
+        return None
+    wanted = parse_version_spec(spec)[2].lstrip("v")
+    return wanted if wanted[:1].isdigit() else None
 
 
 def installed_versions() -> dict:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Comfyd, Recorder, make_base
+from tests.browser.frontends import start_latest
+from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Recorder
 
 
 # Module scope: Playwright's sync API keeps its own event loop, which must be gone before asyncio tests run.
@@ -43,6 +44,6 @@ def open_page(chromium, tmp_path_factory):
 @pytest.fixture(scope="module")
 def comfyd(tmp_path_factory):
     """A live comfyd with the tiny checkpoint, shared by a module's tests."""
-    server = Comfyd(make_base(tmp_path_factory.mktemp("comfyd")))
+    server = start_latest(tmp_path_factory)
     yield server
     server.stop()

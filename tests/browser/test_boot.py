@@ -5,17 +5,12 @@ fully; the one ComfyUI 0.3.64 pins (1.27.10) is served through --front-end-versi
 Screenshots and the requests the page made go to test-output/browser/."""
 from __future__ import annotations
 
-import os
-
 import pytest
 from PIL import Image
 
-from tests.browser.live import (CHECKPOINT, CHECKPOINT_CHOICES, HAS_WORKFLOW, OUTPUT, PINNED_FRONTEND, PINNED_VERSION,
-                                SAVED_IMAGE, SEEN, WATCH_EXECUTION, Comfyd, boot, close, make_base)
-
-# Frontend 1.27.10 throws this on every boot, against upstream ComfyUI too: a setting's onChange runs before the
-# setting is registered.
-PINNED_BOOT_BUG = "Cannot read properties of undefined (reading 'id')"
+from tests.browser.frontends import PINNED, start_pinned
+from tests.browser.live import (CHECKPOINT, CHECKPOINT_CHOICES, HAS_WORKFLOW, OUTPUT, PINNED_VERSION, SAVED_IMAGE, SEEN,
+                                WATCH_EXECUTION, boot, close)
 
 
 def open_default_workflow(page) -> None:
@@ -104,15 +99,7 @@ def test_run_shows_the_image_and_the_job(open_page, comfyd):
 
 @pytest.fixture(scope="module")
 def pinned_comfyd(tmp_path_factory):
-    if not (PINNED_FRONTEND / "comfyui_frontend_package" / "static" / "index.html").is_file():
-        pytest.skip(f"frontend {PINNED_VERSION} is not at {PINNED_FRONTEND} (.ci/run installs it there)")
-    base = make_base(tmp_path_factory.mktemp("comfyd-pinned"))
-    versions = base / "web_custom_versions" / "Comfy-Org_ComfyUI_frontend"
-    versions.mkdir(parents=True)
-    os.symlink(PINNED_FRONTEND, versions / PINNED_VERSION)
-    # 1.27 has no per-prompt preview setting: previews come from the server's flag.
-    server = Comfyd(base, "--front-end-version", f"Comfy-Org/ComfyUI_frontend@v{PINNED_VERSION}",
-                    "--preview-method", "auto")
+    server = start_pinned(tmp_path_factory)
     yield server
     server.stop()
 
@@ -127,7 +114,7 @@ def test_pinned_frontend_boots_through_front_end_version(open_page, pinned_comfy
     page.screenshot(path=str(OUTPUT / "boot-pinned.png"))
     recorder.write("boot-pinned")
     assert recorder.failed == []
-    assert [e for e in recorder.page_errors if PINNED_BOOT_BUG not in e] == []
+    assert PINNED.unexpected_page_errors(recorder) == []
     assert recorder.unexpected_console_errors() == []
 
 
@@ -161,5 +148,5 @@ def test_pinned_frontend_runs_its_default_workflow(open_page, pinned_comfyd):
     page.screenshot(path=str(OUTPUT / "run-pinned.png"))
     recorder.write("run-pinned")
     assert recorder.failed == []
-    assert [e for e in recorder.page_errors if PINNED_BOOT_BUG not in e] == []
+    assert PINNED.unexpected_page_errors(recorder) == []
     assert recorder.unexpected_console_errors() == []

@@ -1,17 +1,29 @@
-"""User journeys through the official web app (the installed frontend) against a live comfyd: errors, files,
-interrupting and managing the queue. Each ends with a screenshot in test-output/browser/."""
+"""User journeys through the official web app against a live comfyd: errors, files, interrupting and managing the
+queue. Each runs on both frontends (the installed one and 1.27.10, which ComfyUI 0.3.64 pins; see frontends.py)
+and ends with a screenshot in test-output/browser/ (suffix -pinned for 1.27)."""
 from __future__ import annotations
 
 import copy
 import json
 import time
 
+import pytest
 from PIL import Image
 
-from tests.browser.live import OUTPUT, READY, SAVED_IMAGE, WORKFLOW, boot, close, load_api_workflow, run_button
+from tests.browser.frontends import FRONTENDS
+from tests.browser.live import READY, SAVED_IMAGE, WORKFLOW, boot, close, load_api_workflow, run_button
 
 # The frontend logs the rejected /api/prompt as an uncaught PromptExecutionError after it has shown the error.
 PROMPT_REJECTED = "PromptExecutionError"
+
+
+# Module scope and parametrized: pytest runs all journeys on one frontend's server, stops it, then the other's.
+@pytest.fixture(scope="module", params=FRONTENDS, ids=lambda ui: ui.name)
+def served(request, tmp_path_factory):
+    """(comfyd, frontend): a live comfyd serving that frontend, shared by the module's tests."""
+    server = request.param.start(tmp_path_factory)
+    yield server, request.param
+    server.stop()
 
 
 def started_app(open_page, server):
@@ -42,47 +54,46 @@ def workflow(**changes) -> dict:
     return changed
 
 
-def test_errors_are_shown_and_a_later_run_succeeds(open_page, comfyd):
-    page, recorder = started_app(open_page, comfyd)
-    overlay = page.locator('[data-testid="error-overlay"]')
+NODE_ERRORS = "() => Object.keys(window.app.lastNodeErrors || {})"  # the nodes the canvas outlines in red
 
-    # Validation: comfyd answers 400 with node_errors; the app names the node and the missing input.
+
+def test_errors_are_shown_and_a_later_run_succeeds(open_page, served):
+    comfyd, ui = served
+    page, recorder = started_app(open_page, comfyd)
+
+    # Validation: comfyd answers 400 with node_errors; the app names the node and the missing input and marks it.
     load_api_workflow(page, workflow(**{"3.model": None}), "missing-model.json")
     with page.expect_response(lambda r: r.url.endswith("/api/prompt")) as answer:
         run_button(page).click()
     assert answer.value.status == 400
     assert "3" in answer.value.json()["node_errors"]
-    overlay.wait_for(state="visible", timeout=15_000)
-    assert "KSampler is missing a required input: model" in overlay.inner_text()
-    page.screenshot(path=str(OUTPUT / "journey-validation-error.png"))
-    page.locator('[data-testid="error-overlay-dismiss"]').click()
-    overlay.wait_for(state="hidden", timeout=10_000)
+    ui.validation_error(page, node="KSampler", missing="model")
+    assert page.evaluate(NODE_ERRORS) == ["3"]
+    ui.screenshot(page, "journey-validation-error")
+    ui.close_validation_error(page)
 
-    # Run time: SaveImage refuses a prefix outside the output folder; the details show comfyd's message.
+    # Run time: SaveImage refuses a prefix outside the output folder; the app shows comfyd's message.
     load_api_workflow(page, workflow(**{"9.filename_prefix": "../escape"}), "escape.json")
     run_button(page).click()
-    overlay.wait_for(state="visible", timeout=60_000)
-    assert "Save Image failed" in overlay.inner_text()
-    (failed,) = comfyd.get_json("/api/history").values()
+    (failed,) = wait_until(lambda: list(comfyd.get_json("/api/history").values()), what="the failed run's history")
     assert failed["status"]["status_str"] == "error"
     error = dict(failed["status"]["messages"])["execution_error"]
     assert error["node_type"] == "SaveImage" and "../escape" in error["exception_message"]
-    page.locator('[data-testid="error-overlay-see-errors"]').click()
-    page.get_by_text(error["exception_message"]).first.wait_for(state="visible", timeout=10_000)
-    page.screenshot(path=str(OUTPUT / "journey-execution-error.png"))
+    ui.execution_error(page, node="SaveImage", title="Save Image", message=error["exception_message"])
+    ui.screenshot(page, "journey-execution-error")
     assert not list((comfyd.base).glob("escape*")), "nothing was written outside the output folder"
 
     # The same app then runs a correct workflow.
-    page.keyboard.press("Escape")
+    ui.close_execution_error(page)
     load_api_workflow(page, workflow(), "fixed.json")
     run_button(page).click()
     page.wait_for_function(SAVED_IMAGE, timeout=90_000, polling=250)
     statuses = [entry["status"]["status_str"] for entry in comfyd.get_json("/api/history").values()]
     assert sorted(statuses) == ["error", "success"]
-    page.screenshot(path=str(OUTPUT / "journey-errors-then-success.png"))
-    recorder.write("journey-errors")
+    ui.screenshot(page, "journey-errors-then-success")
+    recorder.write("journey-errors" + ui.suffix)
     assert recorder.failed == ["400 POST /api/prompt"]
-    assert recorder.page_errors == []
+    assert ui.unexpected_page_errors(recorder) == []
     assert recorder.unexpected_console_errors(tolerated=(PROMPT_REJECTED,)) == []
 
 
@@ -91,7 +102,8 @@ def queue_counts(server) -> tuple[int, int]:
     return len(queue["queue_running"]), len(queue["queue_pending"])
 
 
-def test_interrupt_and_queue_management(open_page, comfyd):
+def test_interrupt_and_queue_management(open_page, served):
+    comfyd, ui = served
     page, recorder = started_app(open_page, comfyd)
     comfyd.post_json("/api/history", {"clear": True})
     # Thousands of steps: the job runs until the UI cancels it.
@@ -103,13 +115,10 @@ def test_interrupt_and_queue_management(open_page, comfyd):
     running = comfyd.get_json("/api/queue")["queue_running"][0][1]
     pending = comfyd.get_json("/api/queue")["queue_pending"][0][1]
 
-    # The pending job's menu in the queue panel cancels it (POST /api/jobs/{id}/cancel); the running one goes on.
-    page.locator('[data-testid="queue-overlay-toggle"]').first.click()
-    job_list = page.locator('[data-testid="job-assets-list"]')
-    job_list.wait_for(state="visible", timeout=10_000)
-    page.screenshot(path=str(OUTPUT / "journey-queue-two-jobs.png"))
-    job_list.get_by_text("Job queued").first.click(button="right")
-    page.get_by_role("menuitem", name="Cancel job").click()
+    # The pending job's menu in the queue panel takes it off the queue; the running one goes on.
+    panel = ui.open_queue(page)
+    ui.screenshot(page, "journey-queue-two-jobs")
+    ui.cancel_pending(page, panel)
     wait_until(lambda: queue_counts(comfyd) == (1, 0), what="the pending job to go")
     assert comfyd.get_json("/api/queue")["queue_running"][0][1] == running
     assert pending not in comfyd.get_json("/api/history")
@@ -120,20 +129,19 @@ def test_interrupt_and_queue_management(open_page, comfyd):
     history = wait_until(lambda: comfyd.get_json("/api/history"), what="the interrupted job's history")
     assert list(history) == [running]
     assert [name for name, _ in history[running]["status"]["messages"]][-1] == "execution_interrupted"
-    page.screenshot(path=str(OUTPUT / "journey-interrupted.png"))
-
-    # The queue panel's menu clears the history, after asking.
-    page.get_by_role("button", name="More options").first.click()
-    page.get_by_text("Clear job history").first.click()
+    ui.screenshot(page, "journey-interrupted")
+    # comfyd's job view keeps both, as cancelled, whichever route took the pending one off the queue.
     jobs = {job["id"]: job["status"] for job in comfyd.get_json("/api/jobs")["jobs"]}
     assert jobs == {running: "cancelled", pending: "cancelled"}
-    page.get_by_role("button", name="Clear", exact=True).click()
+
+    # The queue panel clears the history, after asking.
+    ui.clear_history(page)
     wait_until(lambda: comfyd.get_json("/api/history") == {}, what="the history to clear")
     assert comfyd.get_json("/api/jobs")["jobs"] == []
-    page.screenshot(path=str(OUTPUT / "journey-history-cleared.png"))
-    recorder.write("journey-queue")
+    ui.screenshot(page, "journey-history-cleared")
+    recorder.write("journey-queue" + ui.suffix)
     assert recorder.failed == []
-    assert recorder.page_errors == []
+    assert ui.unexpected_page_errors(recorder) == []
     assert recorder.unexpected_console_errors() == []
 
 
@@ -176,7 +184,8 @@ def dev_mode_switch(page):
     return switches
 
 
-def test_files_uploads_workflows_and_settings(open_page, comfyd, tmp_path):
+def test_files_uploads_workflows_and_settings(open_page, served, tmp_path):
+    comfyd, ui = served
     page, recorder = started_app(open_page, comfyd)
     (comfyd.base / "input").mkdir(exist_ok=True)
     Image.new("RGB", (8, 8), (0, 0, 255)).save(comfyd.base / "input" / "start.png")
@@ -193,7 +202,7 @@ def test_files_uploads_workflows_and_settings(open_page, comfyd, tmp_path):
     page.wait_for_function(f"() => ({LOADED_IMAGE})()?.[0] === {picked.name!r}", timeout=15_000)
     with Image.open(comfyd.base / "input" / picked.name) as stored:
         assert stored.size == (16, 16) and stored.getpixel((0, 0)) == (255, 0, 0)
-    page.screenshot(path=str(OUTPUT / "journey-upload.png"))
+    ui.screenshot(page, "journey-upload")
 
     # A PNG comfyd saved carries the workflow: opening it (Ctrl+O) on a blank canvas restores the graph.
     load_api_workflow(page, WORKFLOW, "to-png.json")
@@ -211,7 +220,7 @@ def test_files_uploads_workflows_and_settings(open_page, comfyd, tmp_path):
     chooser.value.set_files(saved)
     page.wait_for_function("() => window.app.graph._nodes.length > 0", timeout=15_000)
     assert page.evaluate(NODE_TYPES) == expected_types
-    page.screenshot(path=str(OUTPUT / "journey-png-workflow.png"))
+    ui.screenshot(page, "journey-png-workflow")
 
     # Dragging that PNG back onto a blank canvas restores its workflow too.
     page.evaluate(NEW_BLANK_WORKFLOW)
@@ -219,7 +228,7 @@ def test_files_uploads_workflows_and_settings(open_page, comfyd, tmp_path):
     page.evaluate(DROP_FILE, [list(saved.read_bytes()), saved.name, "image/png"])
     page.wait_for_function("() => window.app.graph._nodes.length > 0", timeout=15_000)
     assert page.evaluate(NODE_TYPES) == expected_types
-    page.screenshot(path=str(OUTPUT / "journey-png-dropped.png"))
+    ui.screenshot(page, "journey-png-dropped")
 
     # Ctrl+S asks for a name and saves into user/default/workflows; after a reload the sidebar lists it.
     page.keyboard.press("Control+s")
@@ -232,19 +241,20 @@ def test_files_uploads_workflows_and_settings(open_page, comfyd, tmp_path):
     assert sorted(n["type"] for n in json.loads(on_disk.read_text())["nodes"]) == expected_types
     page.reload()
     page.wait_for_function(READY, timeout=60_000)
-    page.get_by_test_id("workflows-tab-button").click()
-    page.get_by_text("journey tiny").first.wait_for(state="visible", timeout=15_000)
-    page.screenshot(path=str(OUTPUT / "journey-saved-workflow.png"))
+    ui.open_saved_workflows(page)
+    page.locator(".sidebar-content-container").get_by_text("journey tiny").first.wait_for(state="visible",
+                                                                                     timeout=15_000)
+    ui.screenshot(page, "journey-saved-workflow")
 
     # A setting switched in the settings dialog is kept by comfyd across a restart (a fresh browser profile sees it).
     assert not comfyd.get_json("/api/settings").get(DEV_MODE)
     with page.expect_response(lambda r: r.url.endswith(f"/api/settings/{DEV_MODE}")) as stored:
         dev_mode_switch(page).click()
     assert stored.value.status == 200
-    page.screenshot(path=str(OUTPUT / "journey-setting.png"))
-    recorder.write("journey-files")
+    ui.screenshot(page, "journey-setting")
+    recorder.write("journey-files" + ui.suffix)
     assert recorder.failed == []
-    assert recorder.page_errors == []
+    assert ui.unexpected_page_errors(recorder) == []
     assert recorder.unexpected_console_errors() == []
 
     comfyd.restart()
@@ -252,5 +262,5 @@ def test_files_uploads_workflows_and_settings(open_page, comfyd, tmp_path):
     page, recorder = started_app(open_page, comfyd)
     assert page.evaluate(f"() => window.app.extensionManager.setting.get({DEV_MODE!r})") is True
     assert dev_mode_switch(page).is_checked()
-    page.screenshot(path=str(OUTPUT / "journey-setting-after-restart.png"))
+    ui.screenshot(page, "journey-setting-after-restart")
     assert recorder.failed == []

@@ -402,3 +402,14 @@ class TestSamplingPreviews:
                 "node_id": "3", "display_node_id": "3", "parent_node_id": None, "real_node_id": "3",
                 "prompt_id": prompt_id, "image_type": "image/jpeg"}
             assert Image.open(io.BytesIO(frame[8 + length:])).format == "JPEG"
+
+
+async def test_a_chosen_older_frontend_is_what_the_server_requires(aiohttp_client, tmp_path):
+    """--front-end-version picks a release on purpose: /system_stats must not make it warn that it is outdated
+    (the frontend compares its own version with required_frontend_version)."""
+    release(tmp_path / "web_custom_versions" / "Comfy-Org_ComfyUI_frontend" / "1.27.10", "old")
+    settings = Settings(base_directory=tmp_path, front_end_version="Comfy-Org/ComfyUI_frontend@v1.27.10")
+    client = await aiohttp_client(create_app(settings))
+    system = (await (await client.get("/api/system_stats")).json())["system"]
+    assert system["required_frontend_version"] == "1.27.10"
+    assert frontend.chosen_version(None) is None and frontend.chosen_version("a/b@latest") is None
