@@ -9,6 +9,7 @@ checkpoint of cases.CHECKPOINT in its models/checkpoints/ and the seeded model f
     python -m tests.golden.control_lora <models>/controlnet
     python -m tests.golden.upscaler <models>/upscale_models
     python -m tests.golden.adapter <models>
+    python -m tests.golden.inpaint <models>/checkpoints
 This script only talks HTTP, so it cannot place model files on the server: it checks /models/<folder> for the
 files the chosen cases load, uploads the input images, queues each case, waits on /history and downloads the
 saved images with /view into OUT as <case>_<i>.png, plus manifest.json (sizes, sha256, server versions, and the
@@ -30,10 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.golden import (  # noqa: E402  (after the path fix: a script)
-    adapter, cases, control_lora, controlnet, lora, upscaler)
+    adapter, cases, control_lora, controlnet, inpaint, lora, upscaler)
 
 # {models folder: (the node input naming a file of it, how to write the parity files there)}
 MODEL_INPUTS = {
+    "checkpoints": ("ckpt_name", "python shared/tools/make_checkpoint.py <models>/checkpoints/"
+                    f"{cases.CHECKPOINT} {' '.join(cases.CHECKPOINT_ARGS)} && "
+                    "python -m tests.golden.inpaint <models>/checkpoints"),
     "loras": ("lora_name", "python tests/golden/lora.py <models>/loras"),
     "controlnet": ("control_net_name", "python -m tests.golden.controlnet <models>/controlnet && "
                    "python -m tests.golden.control_lora <models>/controlnet && "
@@ -86,8 +90,8 @@ def model_files(prompt: dict, node_input: str) -> set[str]:
 
 
 def check_models(base: str, names: list[str]) -> None:
-    """Fail before queueing anything when the server lacks a LoRA, ControlNet or upscale model file that one of
-    the cases loads."""
+    """Fail before queueing anything when the server lacks a checkpoint, LoRA, ControlNet, UNet or upscale model
+    file that one of the cases loads."""
     prompts = [cases.CASES[name]() for name in names]
     for folder, (node_input, command) in MODEL_INPUTS.items():
         needed = set().union(*(model_files(prompt, node_input) for prompt in prompts))
@@ -142,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "control_loras": control_lora.fingerprints(),
         "upscale_models": {name: upscaler.fingerprint(spec) for name, spec in upscaler.PARITY_UPSCALERS.items()},
         "adapter_files": adapter.fingerprints(),
+        "inpaint_checkpoints": inpaint.fingerprints(),
     })
     results = manifest.setdefault("cases", {})
     for name in names:

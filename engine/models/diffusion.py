@@ -12,6 +12,9 @@ from . import unclip
 # Default aesthetic scores of the SDXL refiner's conditioning, as ComfyUI uses them.
 REFINER_POSITIVE_SCORE = 6.0
 REFINER_NEGATIVE_SCORE = 2.5
+# An inpainting UNet's masked-image channels when no mask is given: ComfyUI's SD latent of an all-grey image
+# (0 in the VAE's -1..1 pixel range).
+BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
 
 
 class DiffusionModel:
@@ -89,17 +92,19 @@ class DiffusionModel:
         return out
 
     def _inpaint_concat(self, noise, latent_image, denoise_mask) -> torch.Tensor:
-        if denoise_mask is None:
+        """The mask and masked-image channels of an inpainting UNet. The image goes in as sampled (already in
+        model space), not multiplied by the mask: VAEEncodeForInpaint greys the masked pixels out before encoding,
+        and with SetLatentNoiseMask ComfyUI hands the whole image over as well."""
+        if denoise_mask is None:  # everything is painted, over a blank image
             mask = torch.ones_like(noise[:, :1])
-        else:
-            mask = torch.nn.functional.interpolate(denoise_mask.reshape(-1, 1, *denoise_mask.shape[-2:]).float(),
-                                                   size=noise.shape[-2:], mode="bilinear")
-            mask = mask[:, :1].to(noise.device)
-            mask = mask.round() if mask.shape[0] == noise.shape[0] else mask[:1].round().repeat(noise.shape[0], 1, 1, 1)
-        if latent_image is None:
-            latent_image = torch.zeros_like(noise)
-        masked = latent_image * (1.0 - mask)  # latent_image is already in model space here
-        return torch.cat((mask, masked), dim=1)
+            image = torch.tensor(BLANK_INPAINT_LATENT, device=noise.device, dtype=noise.dtype)
+            return torch.cat((mask, image.reshape(1, -1, 1, 1).expand_as(noise)), dim=1)
+        mask = torch.nn.functional.interpolate(denoise_mask.reshape(-1, 1, *denoise_mask.shape[-2:]).float(),
+                                               size=noise.shape[-2:], mode="bilinear")
+        mask = mask[:, :1].to(noise.device)
+        mask = mask.round() if mask.shape[0] == noise.shape[0] else mask[:1].round().repeat(noise.shape[0], 1, 1, 1)
+        image = torch.zeros_like(noise) if latent_image is None else latent_image.to(noise)
+        return torch.cat((mask.to(noise), image), dim=1)
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor,
                     text_embeds=None, time_ids=None, class_labels=None, c_concat=None, control=None, gligen=None,

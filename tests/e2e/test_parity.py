@@ -2,10 +2,11 @@
 
 The golden PNGs in tests/golden/sd15 were made by tools/make_golden.py against upstream ComfyUI 0.3.64 on the
 CPU (fp32) with the checkpoint that shared/tools/make_checkpoint.py writes and the seeded files of
-tests/golden/{lora,controlnet,control_lora,adapter,upscaler}.py (upstream applied every key of the LoRAs;
+tests/golden/{lora,controlnet,control_lora,adapter,upscaler,inpaint}.py (upstream applied every key of the LoRAs;
 LoraLoaderModelOnly leaves the text-encoder keys out, as it should, and the CLIP half of a LoRA alone moves the
 image by ~10/255 on average; upstream loaded every ControlNet and adapter key without a warning and built the
-Control-LoRA's network from the checkpoint's UNet; its upscale nodes ran spandrel 0.4.2). Here the same script
+Control-LoRA's network from the checkpoint's UNet; its upscale nodes ran spandrel 0.4.2; it detected the
+9-channel checkpoint as an SD1.5 inpainting model). Here the same script
 runs the same cases against a real comfyd server (the app on a loopback port), so upload, /prompt, /history and
 /view are exercised exactly as against upstream. Tolerance per image, on 0..255
 pixels: max |diff| <= 2 (float rounding across a different attention kernel and op order can flip an 8-bit
@@ -31,7 +32,7 @@ from PIL import Image
 
 from engine import Settings
 from server.app import create_app
-from tests.golden import adapter, cases, control_lora, controlnet, lora, upscaler
+from tests.golden import adapter, cases, control_lora, controlnet, inpaint, lora, upscaler
 
 MAKE_CHECKPOINT = Path(__file__).parents[3] / "shared/tools/make_checkpoint.py"
 MAKE_GOLDEN = Path(__file__).parents[2] / "tools/make_golden.py"
@@ -51,12 +52,14 @@ def load_make_golden():
     return module
 
 
-# {case: the case it would equal if its LoRA / ControlNet / adapter were ignored}: that file must move the image
-# far past the tolerance.
+# {case: the case it would equal if its LoRA / ControlNet / adapter were ignored, or its inpainting checkpoint's
+# mask and masked-image channels}: that file must move the image far past the tolerance.
 BASELINES = {"lora_0_8": "euler_normal", "lora_chain": "lora_0_8", "lora_model_only_neg_0_5": "euler_normal",
              "controlnet_advanced": "euler_normal", "controlnet_chain": "euler_normal",
              "control_lora": "euler_normal",
-             "t2i_adapter_light": "unet_two_blocks"}
+             "t2i_adapter_light": "unet_two_blocks",
+             "inpaint_model_vae_encode": "inpaint_vae_encode_grow_6",
+             "inpaint_model_noise_mask": "inpaint_noise_mask", "inpaint_model_txt2img": "euler_normal"}
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +77,7 @@ def parity_base(tmp_path_factory) -> Path:
     control_lora.write_parity_control_loras(base / "models" / "controlnet")
     upscaler.write_parity_upscalers(base / "models" / "upscale_models")
     adapter.write_parity_files(base / "models")
+    inpaint.write_parity_inpaint(target.parent)
     return base
 
 
@@ -132,6 +136,7 @@ def test_golden_data_covers_every_case_and_is_intact():
     assert GOLDEN["upscale_models"] == {name: upscaler.fingerprint(spec)
                                         for name, spec in upscaler.PARITY_UPSCALERS.items()}
     assert GOLDEN["adapter_files"] == adapter.fingerprints()
+    assert GOLDEN["inpaint_checkpoints"] == inpaint.fingerprints()
     for files in GOLDEN["cases"].values():
         for f in files:
             data = (cases.GOLDEN_DIR / f["file"]).read_bytes()

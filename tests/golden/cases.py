@@ -7,7 +7,8 @@ controlnet.PARITY_CONTROLNETS in controlnet/ (``python -m tests.golden.controlne
 control_lora.PARITY_CONTROL_LORAS there too (``python -m tests.golden.control_lora <models>/controlnet``),
 upscaler.PARITY_UPSCALERS in upscale_models/ (``python -m tests.golden.upscaler <models>/upscale_models``), and
 adapter.PARITY_ADAPTERS in controlnet/ with the UNet they need, adapter.PARITY_UNETS, in diffusion_models/
-(``python -m tests.golden.adapter <models>``). Each
+(``python -m tests.golden.adapter <models>``), and the inpainting checkpoint INPAINT_CHECKPOINT in checkpoints/
+(``python -m tests.golden.inpaint <models>/checkpoints``). Each
 builder returns a fresh prompt whose only output node is a SaveImage with id OUTPUT_NODE; its images are the
 case's golden files `<case>_<i>.png`.
 
@@ -28,6 +29,7 @@ from .upscaler import PARITY_UPSCALERS
 
 CHECKPOINT = "tiny-sd15.safetensors"
 CHECKPOINT_ARGS = ("--seed", "0", "--profile", "tiny")
+INPAINT_CHECKPOINT = "parity-inpaint-s6.safetensors"  # CHECKPOINT with a 9-channel UNet input (inpaint.py)
 INPUT_IMAGE = Path(__file__).with_name("input_64.png")
 INPUT_MASKED = Path(__file__).with_name("input_64_rgba.png")
 INPUT_IMAGES = (INPUT_IMAGE, INPUT_MASKED)
@@ -53,10 +55,10 @@ def _ksampler(latent, *, seed, steps=3, cfg=7.0, sampler="euler", scheduler="nor
 
 
 def _graph(sampler_nodes: dict, samples, *, latent=None, positive=POSITIVE, negative=NEGATIVE, clip=("4", 1),
-           extra: dict | None = None) -> dict:
+           extra: dict | None = None, checkpoint=CHECKPOINT) -> dict:
     """Checkpoint, two text encodes, the given sampling nodes, decode and save (node "9")."""
     graph = {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": positive, "clip": list(clip)}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"text": negative, "clip": list(clip)}},
         "8": {"class_type": "VAEDecode", "inputs": {"samples": list(samples), "vae": ["4", 2]}},
@@ -72,14 +74,14 @@ def _empty(width=64, height=64, batch=1):
 
 
 def txt2img(*, seed, width=64, height=64, batch=1, positive=POSITIVE, negative=NEGATIVE, clip_skip=None,
-            clip=("4", 1), extra: dict | None = None, **sampling) -> dict:
+            clip=("4", 1), extra: dict | None = None, checkpoint=CHECKPOINT, **sampling) -> dict:
     extra = dict(extra or {})
     if clip_skip is not None:
         extra["10"] = {"class_type": "CLIPSetLastLayer",
                        "inputs": {"clip": list(clip), "stop_at_clip_layer": clip_skip}}
         clip = ("10", 0)
     return _graph({"3": _ksampler(["5", 0], seed=seed, **sampling)}, ("3", 0), latent=_empty(width, height, batch),
-                  positive=positive, negative=negative, clip=clip, extra=extra)
+                  positive=positive, negative=negative, clip=clip, extra=extra, checkpoint=checkpoint)
 
 
 def batch_index() -> dict:
@@ -133,24 +135,40 @@ def _load_masked():
     return {"class_type": "LoadImage", "inputs": {"image": INPUT_MASKED.name}}
 
 
-def inpaint_noise_mask() -> dict:
-    """img2img of INPUT_MASKED re-noising only where its alpha is transparent (LoadImage's mask)."""
+def inpaint_noise_mask(checkpoint=CHECKPOINT) -> dict:
+    """img2img of INPUT_MASKED re-noising only where its alpha is transparent (LoadImage's mask). On
+    INPAINT_CHECKPOINT the UNet also reads the noise mask and the whole (unmasked) image's latent."""
     nodes = {
         "12": _load_masked(),
         "13": {"class_type": "VAEEncode", "inputs": {"pixels": ["12", 0], "vae": ["4", 2]}},
         "15": {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["13", 0], "mask": ["12", 1]}},
     }
-    return _graph({"3": _ksampler(["15", 0], seed=14, steps=4, denoise=0.8)}, ("3", 0), extra=nodes)
+    return _graph({"3": _ksampler(["15", 0], seed=14, steps=4, denoise=0.8)}, ("3", 0), extra=nodes,
+                  checkpoint=checkpoint)
 
 
-def inpaint_vae_encode() -> dict:
+def _encode_for_inpaint(pixels, mask, grow):
+    return {"class_type": "VAEEncodeForInpaint", "inputs": {
+        "pixels": list(pixels), "vae": ["4", 2], "mask": list(mask), "grow_mask_by": grow}}
+
+
+def inpaint_vae_encode(checkpoint=CHECKPOINT) -> dict:
     """VAEEncodeForInpaint: masked pixels greyed out before encoding, the rounded mask grown by 6 pixels."""
+    nodes = {"12": _load_masked(), "13": _encode_for_inpaint(("12", 0), ("12", 1), 6)}
+    return _graph({"3": _ksampler(["13", 0], seed=15, steps=4)}, ("3", 0), extra=nodes, checkpoint=checkpoint)
+
+
+def inpaint_model_outpaint() -> dict:
+    """INPUT_IMAGE padded by 16 pixels on the left and 8 on top (80x72), the mask feathered 8 pixels into the
+    image, encoded for inpainting and sampled on INPAINT_CHECKPOINT."""
     nodes = {
-        "12": _load_masked(),
-        "13": {"class_type": "VAEEncodeForInpaint", "inputs": {
-            "pixels": ["12", 0], "vae": ["4", 2], "mask": ["12", 1], "grow_mask_by": 6}},
+        "12": _load_hint(),
+        "16": {"class_type": "ImagePadForOutpaint", "inputs": {
+            "image": ["12", 0], "left": 16, "top": 8, "right": 0, "bottom": 0, "feathering": 8}},
+        "13": _encode_for_inpaint(("16", 0), ("16", 1), 6),
     }
-    return _graph({"3": _ksampler(["13", 0], seed=15, steps=4)}, ("3", 0), extra=nodes)
+    return _graph({"3": _ksampler(["13", 0], seed=19, steps=4)}, ("3", 0), extra=nodes,
+                  checkpoint=INPAINT_CHECKPOINT)
 
 
 def _encode(node, text):
@@ -292,6 +310,11 @@ CASES: dict[str, Callable[[], dict]] = {
     "lora_model_only_neg_0_5": lora_model_only,
     "inpaint_noise_mask": inpaint_noise_mask,
     "inpaint_vae_encode_grow_6": inpaint_vae_encode,
+    "inpaint_model_vae_encode": lambda: inpaint_vae_encode(INPAINT_CHECKPOINT),
+    "inpaint_model_outpaint": inpaint_model_outpaint,
+    "inpaint_model_noise_mask": lambda: inpaint_noise_mask(INPAINT_CHECKPOINT),
+    # no mask: the inpainting UNet paints everything over a blank image
+    "inpaint_model_txt2img": lambda: txt2img(seed=1, checkpoint=INPAINT_CHECKPOINT),
     "area_composition": area_composition,
     "timestep_range": timestep_range,
     "conditioning_average": conditioning_average,
