@@ -22,7 +22,7 @@ class Interrupted(Exception):
         super().__init__("Processing interrupted")
 
 
-# ComfyUI's --preview-method values ("taesd" falls back to latent2rgb: no TAESD decoder is bundled).
+# ComfyUI's --preview-method values (taesd / auto use a TAESD decoder from models/vae_approx when there is one).
 PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 
 

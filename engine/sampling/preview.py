@@ -1,4 +1,5 @@
-"""Cheap previews of the latent being sampled: a fixed linear map from latent channels to RGB."""
+"""Previews of the latent being sampled: a fixed linear map from latent channels to RGB (latent2rgb), or a TAESD
+decoder from models/vae_approx when one fits the model's latent space (ComfyUI's taesd; auto prefers it)."""
 from __future__ import annotations
 
 import torch
@@ -21,11 +22,48 @@ LATENT_RGB = {
 _SPACE = {"sdxl": "sdxl", "sdxl_refiner": "sdxl", "z_image": "flux"}
 
 
+def latent_space(family: str) -> str:
+    return _SPACE.get(family, "sd")
+
+
+def _to_image(rgb: torch.Tensor) -> Image.Image:
+    """[H, W, 3] in -1..1 -> RGB image."""
+    return Image.fromarray(((rgb.float() + 1.0) / 2.0).clamp(0, 1).mul(255).to(torch.uint8).cpu().numpy())
+
+
+def previewer(method: str, family: str, manager=None):
+    """`x0 -> preview image` for a sampling run, or None when `method` is "none". taesd / auto use the TAESD
+    decoder of the model's latent space when models/vae_approx has one, else latent2rgb (as ComfyUI falls back)."""
+    if method == "none":
+        return None
+    if method in ("taesd", "auto") and manager is not None:
+        decoder = _taesd_decoder(latent_space(family), manager)
+        if decoder is not None:
+            return lambda x0: taesd_to_image(x0, decoder)
+    return lambda x0: latent_to_image(x0, family)
+
+
+def _taesd_decoder(space: str, manager):
+    from engine import folders
+    from engine.models.taesd import find_decoder, load_decoder
+
+    name = find_decoder(space, folders.get_filename_list("vae_approx"))
+    if name is None:
+        return None
+    path = folders.get_full_path("vae_approx", name)
+    return manager.cached("vae_approx", path, lambda: load_decoder(path, manager.device, manager.vae_dtype()))
+
+
+@torch.no_grad()
+def taesd_to_image(x0: torch.Tensor, decoder) -> Image.Image:
+    """The first latent of a batch (model space, which is what TAESD decoders take) decoded at full size."""
+    parameter = next(decoder.parameters())
+    return _to_image(decoder(x0[:1].to(parameter.device, parameter.dtype))[0].movedim(0, -1))
+
+
 def latent_to_image(x0: torch.Tensor, family: str) -> Image.Image:
     """The first latent of a batch (model space) as a small RGB preview image."""
-    factors, bias = LATENT_RGB[_SPACE.get(family, "sd")]
+    factors, bias = LATENT_RGB[latent_space(family)]
     weight = torch.tensor(factors, dtype=torch.float32, device=x0.device).t()
-    rgb = torch.nn.functional.linear(x0[:1].float().movedim(1, -1),
-                                     weight, None if bias is None else torch.tensor(bias, device=x0.device))[0]
-    pixels = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).to(torch.uint8).cpu().numpy()
-    return Image.fromarray(pixels)
+    return _to_image(torch.nn.functional.linear(
+        x0[:1].float().movedim(1, -1), weight, None if bias is None else torch.tensor(bias, device=x0.device))[0])

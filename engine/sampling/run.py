@@ -10,7 +10,7 @@ from .. import context
 from . import ksampler, noise as noise_mod, schedules
 from .guidance import (CFGDenoiser, add_opposite_areas, prepare, share_control_with_uncond,
                        share_gligen_with_uncond)
-from .preview import latent_to_image
+from .preview import previewer
 
 
 @dataclasses.dataclass
@@ -80,6 +80,7 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
     denoiser = CFGDenoiser(model, positive, negative, guider.cfg)
     total = len(sigmas) - 1
     ctx = context.current()
+    to_image = previewer(ctx.preview_method, model.family, model.manager) if ctx is not None else None
     last = {}
 
     def on_step(info):
@@ -87,9 +88,7 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
         if ctx is None:
             return
         ctx.check_interrupted()
-        preview = None
-        if ctx.preview_method != "none":  # taesd too: without TAESD weights upstream also falls back to latent2rgb
-            preview = ("JPEG", latent_to_image(info["denoised"], model.family), 512)
+        preview = ("JPEG", to_image(info["denoised"]), 512) if to_image is not None else None
         ctx.progress(info["i"] + 1, total, preview)
 
     samples = ksampler.sample(sampler.name, denoiser, initial_noise, latent_image, sigmas, seed=noise.seed,

@@ -57,3 +57,21 @@ async def test_the_client_chooses_the_preview_method_per_prompt(client, checkpoi
     extra = {"extra_data": {"preview_method": prompt_method}} if prompt_method else {}
     _, messages = await run_prompt(client, default_workflow(checkpoint, steps=3), **extra)
     assert len([m for m in messages if isinstance(m, bytes)]) == frames
+
+
+def preview_sizes(messages) -> list[tuple[int, int]]:
+    return [Image.open(io.BytesIO(m[8:])).size for m in messages if isinstance(m, bytes)]
+
+
+@pytest.mark.parametrize("method, with_decoder, size", [
+    ("taesd", True, (64, 64)), ("auto", True, (64, 64)), ("latent2rgb", True, (8, 8)), ("taesd", False, (8, 8))])
+async def test_taesd_previews_from_vae_approx(client, settings, checkpoint, method, with_decoder, size):
+    """With models/vae_approx/taesd_decoder.* the taesd (and auto) previews are the decoded image at full size;
+    without it they fall back to latent2rgb's one pixel per latent pixel, as ComfyUI does."""
+    from tests.fixtures.taesd import write_decoder
+
+    if with_decoder:
+        write_decoder(settings.base_directory / "models" / "vae_approx" / "taesd_decoder.safetensors")
+    client.app[ENGINE].executor.preview_method = method
+    _, messages = await run_prompt(client, default_workflow(checkpoint, steps=2))
+    assert preview_sizes(messages) == [size, size]
