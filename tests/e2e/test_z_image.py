@@ -59,8 +59,9 @@ async def run_ok(client, prompt):
     return await wait_history(client, prompt_id), messages
 
 
-def diffusers_reference(files, size=64) -> np.ndarray:
-    """ZImagePipeline on the same files (through comfyd's loaders), the KSampler's noise and the simple schedule."""
+def diffusers_reference(files, size=64, sigmas=SIGMAS, latents=None) -> np.ndarray:
+    """ZImagePipeline on the same files (through comfyd's loaders) from `latents` (default: the KSampler's noise)
+    down `sigmas` (default: the simple schedule)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
 
     from engine.models.load import load_vae_file, open_checkpoint
@@ -82,8 +83,9 @@ def diffusers_reference(files, size=64) -> np.ndarray:
     scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
     pipe = ZImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                           transformer=transformer)
-    noise = torch.randn([1, 16, size // 8, size // 8], generator=torch.manual_seed(SEED))
-    return pipe(PROMPT, height=size, width=size, sigmas=SIGMAS, guidance_scale=0.0, latents=noise,
+    if latents is None:
+        latents = torch.randn([1, 16, size // 8, size // 8], generator=torch.manual_seed(SEED))
+    return pipe(PROMPT, height=size, width=size, sigmas=sigmas, guidance_scale=0.0, latents=latents,
                 output_type="np", max_sequence_length=64).images[0]
 
 
@@ -137,3 +139,36 @@ async def test_conditioning_from_another_family_is_a_clear_error(client, setting
     # the worker keeps serving
     entry, _ = await run_ok(client, z_image_workflow())
     assert entry["status"]["status_str"] == "success"
+
+
+async def test_z_image_img2img_matches_diffusers(client, settings, files):
+    """LoadImage -> VAEEncode (FLUX VAE) -> KSampler at denoise 0.5: the encoded latent goes into the model's space
+    (shift, scale), is noised the rectified-flow way at the first sigma of the truncated schedule, and sampled."""
+    from PIL import Image
+
+    from engine.models.load import load_vae_file
+    from engine.models.z_image import LATENT_SCALE, LATENT_SHIFT
+
+    size = 64
+    yy, xx = np.mgrid[0:size, 0:size]
+    pixels = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1).astype(np.uint8)
+    (settings.base_directory / "input").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(settings.base_directory / "input" / "gradient.png")
+    prompt = z_image_workflow()
+    prompt["12"] = {"class_type": "LoadImage", "inputs": {"image": "gradient.png"}}
+    prompt["6"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["12", 0], "vae": ["3", 0]}}
+    prompt["7"]["inputs"]["denoise"] = 0.5
+    entry, _ = await run_ok(client, prompt)
+    image = saved(settings, entry)[0].astype(np.float32) / 255
+
+    # denoise 0.5 of 3 steps: the last 3 steps of a 6-step simple schedule, t = 0.5, 0.334, 0.167
+    sigmas = [SHIFT * t / (1 + (SHIFT - 1) * t) for t in (0.5, 0.334, 0.167)]
+    vae = load_vae_file(files["vae"], "cpu", torch.float32)
+    with torch.no_grad():
+        encoded = vae.encode(torch.from_numpy(pixels).float().div(255).movedim(-1, 0)[None] * 2 - 1).latent_dist.mode()
+    x0 = (encoded - LATENT_SHIFT) * LATENT_SCALE
+    noise = torch.randn(x0.shape, generator=torch.manual_seed(SEED))
+    start = sigmas[0] * noise + (1 - sigmas[0]) * x0
+    reference = diffusers_reference(files, sigmas=sigmas, latents=start)
+    difference = np.abs(image - reference)
+    assert difference.max() <= 2 / 255 and difference.mean() <= 0.5 / 255, (difference.max(), difference.mean())
