@@ -5,6 +5,11 @@ sampler (Euler, ComfyUI's "normal" schedule vs diffusers' EulerDiscreteScheduler
 
     python bench/sampling.py                                  # CPU, a tiny generated SD1.5 checkpoint
     python bench/sampling.py --checkpoint /models/sd15.safetensors --size 512 --steps 20   # a real file (CUDA if present)
+    python bench/sampling.py --model z_image [--models /ComfyUI/models]   # Z-Image Turbo vs diffusers' ZImagePipeline
+
+For Z-Image the files are the ones its default workflow names (diffusion_models/z_image_turbo_bf16.safetensors,
+text_encoders/qwen_3_4b.safetensors, vae/ae.safetensors) under --models, or tiny generated ones; both sides run
+Euler on the same shifted simple schedule at cfg 1, and diffusers gets comfyd's Qwen3 embeddings.
 
 Reported per side: seconds per sampling step (UNet time / steps, CFG batch included), end-to-end seconds per
 prompt, model compute per prompt (UNet + VAE + text encoder), the overhead outside model compute, and peak memory
@@ -77,48 +82,73 @@ def workflow(ckpt: str, seed: int, args) -> dict:
     }
 
 
+Z_IMAGE_SHIFT = 3.0
+
+
+def z_image_workflow(seed: int, args) -> dict:
+    """Z-Image Turbo's default workflow, with Euler so that diffusers' flow-matching Euler is the same sampler."""
+    from tests.fixtures.z_image import DEFAULT_NAMES
+
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": DEFAULT_NAMES["diffusion_models"],
+                                                      "weight_dtype": "default"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": DEFAULT_NAMES["text_encoders"], "type": "lumina2"}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": DEFAULT_NAMES["vae"]}},
+        "4": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": Z_IMAGE_SHIFT}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": POSITIVE}},
+        "10": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["5", 0]}},
+        "6": {"class_type": "EmptySD3LatentImage", "inputs": {"width": args.size, "height": args.size,
+                                                               "batch_size": 1}},
+        "7": {"class_type": "KSampler", "inputs": {
+            "model": ["4", 0], "seed": seed, "steps": args.steps, "cfg": 1.0, "sampler_name": "euler",
+            "scheduler": "simple", "denoise": 1.0, "positive": ["5", 0], "negative": ["10", 0],
+            "latent_image": ["6", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["3", 0]}},
+        "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
+    }
+
+
+def time_first_use(cls, method: str, networks, timer: Timer, wrapped: set) -> None:
+    """Wrap `timer` around each network `networks(obj)` gives the first time `cls.method` runs with it (the
+    loaders build networks inside the first prompt)."""
+    original = getattr(cls, method)
+
+    def patched(self, *args, **kwargs):
+        for network in networks(self):
+            if id(network) not in wrapped:
+                wrapped.add(id(network))
+                timer.wrap(network)
+        return original(self, *args, **kwargs)
+
+    setattr(cls, method, patched)
+
+
 async def run_comfyd(args) -> dict:
     import aiohttp
     import torch
     from aiohttp import web
 
     from engine import Settings
-    from engine.models import diffusion, clip as clip_mod, vae as vae_mod
+    from engine.models import clip as clip_mod, diffusion, qwen_text, vae as vae_mod, z_image
     from server.app import create_app
 
     base = Path(tempfile.mkdtemp(prefix="comfyd-bench-"))
-    (base / "models" / "checkpoints").mkdir(parents=True)
-    os.symlink(args.checkpoint, base / "models" / "checkpoints" / "bench.safetensors")
+    for folder, path in model_files(args).items():
+        (base / "models" / folder).mkdir(parents=True, exist_ok=True)
+        os.symlink(path, base / "models" / folder / (Path(path).name if args.model == "z_image" else CHECKPOINT))
     settings = Settings(base_directory=base, cpu=args.cpu, disable_custom_nodes=True)
     app = create_app(settings)
     engine = app[__import__("server.keys", fromlist=["ENGINE"]).ENGINE]
     device = engine.device
     timers = {"unet": Timer(torch, device), "vae": Timer(torch, device), "text": Timer(torch, device)}
     wrapped: set[int] = set()
-
-    # Time every network the first time it is seen (the loader builds them inside the first prompt).
-    original_apply = diffusion.DiffusionModel.apply_model
-    def apply_model(self, *a, **k):
-        if id(self.unet) not in wrapped:
-            wrapped.add(id(self.unet))
-            timers["unet"].wrap(self.unet)
-        return original_apply(self, *a, **k)
-    diffusion.DiffusionModel.apply_model = apply_model
-    original_decode = vae_mod.VAE.decode
-    def decode(self, *a, **k):
-        if id(self.autoencoder) not in wrapped:
-            wrapped.add(id(self.autoencoder))
-            timers["vae"].wrap(self.autoencoder)
-        return original_decode(self, *a, **k)
-    vae_mod.VAE.decode = decode
-    original_encode = clip_mod.TextEncoder.encode_from_tokens
-    def encode(self, *a, **k):
-        for model in self.models.values():
-            if id(model) not in wrapped:
-                wrapped.add(id(model))
-                timers["text"].wrap(model)
-        return original_encode(self, *a, **k)
-    clip_mod.TextEncoder.encode_from_tokens = encode
+    for cls in (diffusion.DiffusionModel, z_image.ZImageModel):  # Z-Image has its own apply_model
+        time_first_use(cls, "apply_model", lambda m: [m.unet], timers["unet"], wrapped)
+    time_first_use(vae_mod.VAE, "decode", lambda v: [v.autoencoder], timers["vae"], wrapped)
+    for cls in (clip_mod.TextEncoder, qwen_text.QwenTextEncoder):
+        time_first_use(cls, "encode_from_tokens", lambda c: c.models.values(), timers["text"], wrapped)
+    build = (lambda seed: z_image_workflow(seed, args)) if args.model == "z_image" \
+        else (lambda seed: workflow(CHECKPOINT, seed, args))
 
     runner = web.AppRunner(app)
     await runner.setup()
@@ -134,8 +164,7 @@ async def run_comfyd(args) -> dict:
                 for t in timers.values():
                     t.seconds, t.calls = 0.0, 0
             start = time.perf_counter()
-            resp = await session.post("/prompt", json={"prompt": workflow("bench.safetensors", 1000 + i, args),
-                                                       "client_id": "bench"})
+            resp = await session.post("/prompt", json={"prompt": build(1000 + i), "client_id": "bench"})
             prompt_id = (await resp.json())["prompt_id"]
             while True:
                 msg = json.loads((await ws.receive()).data)
@@ -192,11 +221,76 @@ def run_diffusers(args) -> dict:
     return summary(times, timers, args, peak_memory(torch, device), str(device))
 
 
+def run_diffusers_z_image(args) -> dict:
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
+
+    from engine import devices
+    from engine.models.load import load_vae_file, open_checkpoint
+    from engine.models.qwen_text import QwenTextEncoder, load_qwen_file
+    from engine.models.z_image import LATENT_SCALE, LATENT_SHIFT, load_z_image
+    from engine.sampling import schedules
+    from engine.sampling.model_sampling import FlowModelSampling
+
+    device = devices.select_device(args.cpu)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    files = model_files(args)
+    with open_checkpoint(files["diffusion_models"], device) as file:
+        transformer = load_z_image(file, device, dtype)
+    _, text_model = load_qwen_file(files["text_encoders"], device, dtype)
+    vae = load_vae_file(files["vae"], device, dtype)
+    vae.register_to_config(scaling_factor=LATENT_SCALE, shift_factor=LATENT_SHIFT)
+    timers = {"unet": Timer(torch, device), "vae": Timer(torch, device), "text": Timer(torch, device)}
+    timers["unet"].wrap(transformer)
+    timers["vae"].wrap(vae)
+    timers["text"].wrap(text_model)
+    pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0), vae=vae, text_encoder=text_model,
+                          tokenizer=None, transformer=transformer)
+    pipe.set_progress_bar_config(disable=True)
+    sigmas = schedules.sigmas_for(FlowModelSampling(Z_IMAGE_SHIFT, 1.0), "simple", args.steps, 1.0, "euler")
+    times = []
+    for i in range(args.prompts + 1):
+        if i == 1:
+            for t in timers.values():
+                t.seconds, t.calls = 0.0, 0
+        start = time.perf_counter()
+        encoder = QwenTextEncoder(text_model)  # the same embeddings comfyd uses
+        embeds = encoder.encode_from_tokens(encoder.tokenize(POSITIVE)).to(device, dtype)
+        latents = torch.randn([1, 16, args.size // 8, args.size // 8], generator=torch.manual_seed(1000 + i))
+        pipe(prompt_embeds=[embeds[0]], sigmas=sigmas[:-1].tolist(), guidance_scale=0.0, height=args.size,
+             width=args.size, latents=latents.to(device), output_type="np")
+        timers["unet"].sync()
+        if i > 0:
+            times.append(time.perf_counter() - start)
+    return summary(times, timers, args, peak_memory(torch, device), str(device))
+
+
 def summary(times, timers, args, peak, device) -> dict:
     per_prompt = sum(times) / len(times)
     compute = sum(t.seconds for t in timers.values()) / len(times)
     return {"device": device, "per_prompt_s": per_prompt, "step_s": timers["unet"].seconds / len(times) / args.steps,
             "compute_s": compute, "overhead_s": per_prompt - compute, "peak_bytes": peak}
+
+
+CHECKPOINT = "bench.safetensors"
+
+
+def model_files(args) -> dict[str, str]:
+    """{models subfolder: file} the benchmark loads."""
+    if args.model == "sd15":
+        return {"checkpoints": args.checkpoint}
+    from tests.fixtures.z_image import DEFAULT_NAMES
+
+    return {folder: str(Path(args.models) / folder / name) for folder, name in DEFAULT_NAMES.items()}
+
+
+def make_tiny_z_image() -> str:
+    from tests.fixtures import z_image
+
+    models = Path(tempfile.gettempdir()) / "comfyd-bench-tiny-z-image"
+    if not all((models / folder / name).exists() for folder, name in z_image.DEFAULT_NAMES.items()):
+        z_image.install(models)
+    return str(models)
 
 
 def make_tiny_checkpoint() -> str:
@@ -210,7 +304,10 @@ def make_tiny_checkpoint() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["sd15", "z_image"], default="sd15")
     p.add_argument("--checkpoint", help="an SD1.x single-file checkpoint (default: a tiny generated one)")
+    p.add_argument("--models", help="z_image: a models folder holding Z-Image Turbo's three files "
+                                    "(default: tiny generated ones)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--prompts", type=int, default=5)
@@ -218,20 +315,29 @@ def main() -> None:
     p.add_argument("--phase", choices=["comfyd", "diffusers"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.phase:
-        result = asyncio.run(run_comfyd(args)) if args.phase == "comfyd" else run_diffusers(args)
+        if args.phase == "comfyd":
+            result = asyncio.run(run_comfyd(args))
+        else:
+            result = run_diffusers_z_image(args) if args.model == "z_image" else run_diffusers(args)
         print(json.dumps(result))
         return
-    args.checkpoint = os.path.abspath(args.checkpoint or make_tiny_checkpoint())
+    if args.model == "z_image":
+        args.models = os.path.abspath(args.models or make_tiny_z_image())
+        source = ["--models", args.models]
+    else:
+        args.checkpoint = os.path.abspath(args.checkpoint or make_tiny_checkpoint())
+        source = ["--checkpoint", args.checkpoint]
     results = {}
     for phase in ("diffusers", "comfyd"):
-        command = [sys.executable, __file__, "--phase", phase, "--checkpoint", args.checkpoint, "--steps",
+        command = [sys.executable, __file__, "--phase", phase, "--model", args.model, *source, "--steps",
                    str(args.steps), "--size", str(args.size), "--prompts", str(args.prompts)] + (["--cpu"] if args.cpu else [])
         out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         if out.returncode != 0:
             sys.exit(f"{phase} run failed:\n{out.stderr}")
         results[phase] = json.loads(out.stdout.strip().splitlines()[-1])
     base, ours = results["diffusers"], results["comfyd"]
-    print(f"checkpoint {args.checkpoint}  device {ours['device']}  {args.size}x{args.size}, {args.steps} steps, "
+    print(f"{args.model} {args.models if args.model == 'z_image' else args.checkpoint}  device {ours['device']}  "
+          f"{args.size}x{args.size}, {args.steps} steps, "
           f"{args.prompts} prompts (after one warm-up)")
     print(f"{'':24}{'diffusers':>14}{'comfyd':>14}{'comfyd/diffusers':>18}")
     rows = [("seconds per step", "step_s", "{:.4f}"), ("seconds per prompt", "per_prompt_s", "{:.4f}"),
