@@ -41,6 +41,11 @@ class VAE:
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor, batch: int = 1) -> torch.Tensor:
+        if latent.shape[1] != self.latent_channels:
+            source = f" ({self.name})" if self.name else ""
+            raise ValueError(f"this latent has {latent.shape[1]} channels but the VAE{source} decodes "
+                             f"{self.latent_channels}-channel latents: use the VAE of the model family that made it")
+
         def run(part):
             image = self.autoencoder.decode(part, return_dict=False)[0].float()
             return torch.clamp((image + 1.0) / 2.0, 0.0, 1.0)

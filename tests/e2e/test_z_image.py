@@ -172,3 +172,15 @@ async def test_z_image_img2img_matches_diffusers(client, settings, files):
     reference = diffusers_reference(files, sigmas=sigmas, latents=start)
     difference = np.abs(image - reference)
     assert difference.max() <= 2 / 255 and difference.mean() <= 0.5 / 255, (difference.max(), difference.mean())
+
+
+async def test_decoding_with_another_familys_vae_is_a_clear_error(client, settings, files):
+    from tests.fixtures.checkpoints import write_sd15
+
+    write_sd15(settings.base_directory / "models" / "checkpoints" / "sd15.safetensors")
+    prompt = z_image_workflow()
+    prompt["11"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}}
+    prompt["8"]["inputs"]["vae"] = ["11", 2]
+    _, messages = await run_prompt(client, prompt)
+    error = of_type(messages, "execution_error")[0]
+    assert error["node_id"] == "8" and "16 channels" in error["exception_message"]
