@@ -29,7 +29,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 # index.html, the workflow and subgraph folders do not exist yet, comfy.templates.json is a legacy file, and the
 # workflows sidebar's order file .index.json is only written once a user reorders it.
 EXPECTED_404 = ("/user.css", "/api/userdata/user.css", "/api/userdata?dir=workflows&", "/api/userdata?dir=subgraphs",
-                "/api/userdata/comfy.templates.json", "/api/userdata/workflows%2F.index.json")
+                "/api/userdata/comfy.templates.json", "/api/userdata/workflows%2F.index.json",
+                # The model library asks every model for a thumbnail and its safetensors metadata; upstream answers
+                # 404 too when there is none.
+                "/api/experiment/models/preview/", "/api/view_metadata/")
 
 
 def _free_port() -> int:
