@@ -203,21 +203,15 @@ def run_diffusers(args) -> dict:
                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     pipe.vae.config.scaling_factor = loaded.latent_scale_factor
-    times = []
-    for i in range(args.prompts + 1):
-        if i == 1:
-            for t in timers.values():
-                t.seconds, t.calls = 0.0, 0
-        start = time.perf_counter()
+    def run_one(i):
         encoder = HFClipEncoder(text_model, SD1_CLIP_L)  # the same embeddings comfyd uses, no tokenizer needed
         positive = encode_prompt(POSITIVE, encoder, SD1_CLIP_L).cond.to(device, dtype)
         negative = encode_prompt(NEGATIVE, encoder, SD1_CLIP_L).cond.to(device, dtype)
         generator = torch.Generator("cpu").manual_seed(1000 + i)
         pipe(prompt_embeds=positive, negative_prompt_embeds=negative, num_inference_steps=args.steps,
              guidance_scale=7.0, height=args.size, width=args.size, generator=generator, output_type="np")
-        timers["unet"].sync()
-        if i > 0:
-            times.append(time.perf_counter() - start)
+
+    times = timed_runs(args, timers, run_one)
     return summary(times, timers, args, peak_memory(torch, device), str(device))
 
 
@@ -248,21 +242,31 @@ def run_diffusers_z_image(args) -> dict:
                           tokenizer=None, transformer=transformer)
     pipe.set_progress_bar_config(disable=True)
     sigmas = schedules.sigmas_for(FlowModelSampling(Z_IMAGE_SHIFT, 1.0), "simple", args.steps, 1.0, "euler")
+    def run_one(i):
+        encoder = QwenTextEncoder(text_model)  # the same embeddings comfyd uses
+        embeds = encoder.encode_from_tokens(encoder.tokenize(POSITIVE)).to(device, dtype)
+        latents = torch.randn([1, 16, args.size // 8, args.size // 8], generator=torch.manual_seed(1000 + i))
+        pipe(prompt_embeds=[embeds[0]], sigmas=sigmas[:-1].tolist(), guidance_scale=0.0, height=args.size,
+             width=args.size, latents=latents.to(device), output_type="np")
+
+    times = timed_runs(args, timers, run_one)
+    return summary(times, timers, args, peak_memory(torch, device), str(device))
+
+
+def timed_runs(args, timers: dict, run_one) -> list[float]:
+    """Seconds of each of args.prompts calls run_one(i) after one warm-up (which loads; the timers restart after
+    it)."""
     times = []
     for i in range(args.prompts + 1):
         if i == 1:
             for t in timers.values():
                 t.seconds, t.calls = 0.0, 0
         start = time.perf_counter()
-        encoder = QwenTextEncoder(text_model)  # the same embeddings comfyd uses
-        embeds = encoder.encode_from_tokens(encoder.tokenize(POSITIVE)).to(device, dtype)
-        latents = torch.randn([1, 16, args.size // 8, args.size // 8], generator=torch.manual_seed(1000 + i))
-        pipe(prompt_embeds=[embeds[0]], sigmas=sigmas[:-1].tolist(), guidance_scale=0.0, height=args.size,
-             width=args.size, latents=latents.to(device), output_type="np")
+        run_one(i)
         timers["unet"].sync()
         if i > 0:
             times.append(time.perf_counter() - start)
-    return summary(times, timers, args, peak_memory(torch, device), str(device))
+    return times
 
 
 def summary(times, timers, args, peak, device) -> dict:
