@@ -109,7 +109,10 @@ class UNETLoader:
 class VAELoader:
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"vae_name": (folders.get_filename_list("vae"),)}}
+        from engine.models.taesd import vae_names
+
+        approx = vae_names(folders.get_filename_list("vae_approx"))
+        return {"required": {"vae_name": (folders.get_filename_list("vae") + approx,)}}
 
     RETURN_TYPES = ("VAE",)
     FUNCTION = "load_vae"
@@ -117,9 +120,31 @@ class VAELoader:
 
     def load_vae(self, vae_name):
         from engine.models.load import load_vae_file
+        from engine.models.taesd import LATENT_STATISTICS
 
+        if vae_name in LATENT_STATISTICS and folders.get_full_path("vae", vae_name) is None:
+            return (_tiny_vae(vae_name),)
         return (cached_model("vae", vae_name, lambda path, manager: VAE(
             load_vae_file(path, manager.load_device, manager.vae_dtype()), manager=manager, name=vae_name)),)
+
+
+def _tiny_vae(name: str):
+    """VAELoader's "taesd", "taesdxl", ...: the TAESD encoder and decoder from models/vae_approx."""
+    from engine.models.taesd import LATENT_STATISTICS, find_part, load_decoder, load_encoder
+    from engine.models.vae import TinyVAE
+
+    files = folders.get_filename_list("vae_approx")
+    encoder, decoder = find_part(name, "encoder", files), find_part(name, "decoder", files)
+    if encoder is None or decoder is None:
+        raise FileNotFoundError(f"{name} needs {name}_encoder.* and {name}_decoder.* in models/vae_approx")
+
+    def build(decoder_path, manager):
+        device, dtype = manager.load_device, manager.vae_dtype()
+        return TinyVAE(load_encoder(model_path("vae_approx", encoder), device, dtype),
+                       load_decoder(decoder_path, device, dtype), *LATENT_STATISTICS[name], manager=manager,
+                       name=name)
+
+    return cached_model("vae_approx", decoder, build, kind="taesd_vae")
 
 
 def _qwen_text_encoder(name: str):

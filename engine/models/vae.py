@@ -39,12 +39,15 @@ class VAE:
             return torch.cat([fn(tensor[i:i + batch].to(device, dtype)).float().cpu()
                               for i in range(0, tensor.shape[0], batch)])
 
-    @torch.no_grad()
-    def decode(self, latent: torch.Tensor, batch: int = 1) -> torch.Tensor:
+    def _check_channels(self, latent: torch.Tensor) -> None:
         if latent.shape[1] != self.latent_channels:
             source = f" ({self.name})" if self.name else ""
             raise ValueError(f"this latent has {latent.shape[1]} channels but the VAE{source} decodes "
                              f"{self.latent_channels}-channel latents: use the VAE of the model family that made it")
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor, batch: int = 1) -> torch.Tensor:
+        self._check_channels(latent)
 
         def run(part):
             image = self.autoencoder.decode(part, return_dict=False)[0].float()
@@ -69,3 +72,33 @@ class VAE:
         images = pixels[..., :3].movedim(-1, 1)
         return tiled_scale(images, lambda t: self.encode(t.movedim(1, -1)), tile=tile, overlap=overlap,
                            scale=1 / self.downscale, out_channels=self.latent_channels, output_device="cpu")
+
+
+class TinyVAE(VAE):
+    """A TAESD encoder + decoder pair as VAE (VAELoader's "taesd", "taesdxl", ...): fast and approximate. TAESD works
+    on normalised latents, so raw latents go in and out through the full VAE's scale and shift."""
+
+    def __init__(self, encoder, decoder, scale: float, shift: float, *, manager=None, name: str = ""):
+        super().__init__(torch.nn.ModuleDict({"encoder": encoder, "decoder": decoder}), manager=manager, name=name)
+        self.scale, self.shift = scale, shift
+
+    @property
+    def downscale(self) -> int:
+        return 8
+
+    @property
+    def latent_channels(self) -> int:
+        return self.autoencoder["decoder"].layers[0].in_channels
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor, batch: int = 1) -> torch.Tensor:
+        self._check_channels(latent)
+        decoder = self.autoencoder["decoder"]  # returns -1..1
+        return self._batched(latent, batch, lambda part: torch.clamp(
+            (decoder((part - self.shift) * self.scale).float() + 1.0) / 2.0, 0.0, 1.0)).movedim(1, -1)
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor, batch: int = 1) -> torch.Tensor:
+        encoder = self.autoencoder["encoder"]  # takes -1..1
+        images = pixels[..., :3].movedim(-1, 1) * 2.0 - 1.0
+        return self._batched(images, batch, lambda part: encoder(part) / self.scale + self.shift)

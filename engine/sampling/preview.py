@@ -51,7 +51,7 @@ def _taesd_decoder(space: str, manager):
     if name is None:
         return None
     path = folders.get_full_path("vae_approx", name)
-    return manager.cached("vae_approx", path, lambda: load_decoder(path, manager.device, manager.vae_dtype()))
+    return manager.cached("preview_decoders", path, lambda: load_decoder(path, manager.device, manager.vae_dtype()))
 
 
 @torch.no_grad()

@@ -75,3 +75,44 @@ async def test_taesd_previews_from_vae_approx(client, settings, checkpoint, meth
     client.app[ENGINE].executor.preview_method = method
     _, messages = await run_prompt(client, default_workflow(checkpoint, steps=2))
     assert preview_sizes(messages) == [size, size]
+
+
+async def test_vae_loader_offers_taesd_when_both_halves_exist(client, settings):
+    """VAELoader lists "taesd" once models/vae_approx has its encoder and decoder; VAEEncode then VAEDecode with it
+    is the original TAESD networks' round trip, raw latents scaled by SD's 0.18215 in between."""
+    import numpy as np
+    import torch
+
+    from tests.fixtures.taesd import (decoder_state_dict, encoder_state_dict, reference_decode, reference_encode,
+                                      write_decoder, write_encoder)
+
+    approx = settings.base_directory / "models" / "vae_approx"
+    write_decoder(approx / "taesd_decoder.safetensors", seed=1)
+    choices = (await (await client.get("/object_info/VAELoader")).json())["VAELoader"]["input"]["required"]
+    assert "taesd" not in choices["vae_name"][0]
+    write_encoder(approx / "taesd_encoder.safetensors", seed=2)
+    choices = (await (await client.get("/object_info/VAELoader")).json())["VAELoader"]["input"]["required"]
+    assert "taesd" in choices["vae_name"][0]
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    pixels = np.stack([xx * 4, yy * 4, (xx * yy) % 256], -1).astype(np.uint8)
+    (settings.base_directory / "input").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(settings.base_directory / "input" / "pattern.png")
+    prompt = {
+        "1": {"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "pattern.png"}},
+        "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 0]}},
+        "4": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["1", 0]}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "taesd"}},
+    }
+    prompt_id, messages = await run_prompt(client, prompt)
+    assert not of_type(messages, "execution_error"), of_type(messages, "execution_error")
+    entry = await wait_history(client, prompt_id)
+    image = entry["outputs"]["5"]["images"][0]
+    saved = np.asarray(Image.open(settings.base_directory / "output" / image["filename"]), dtype=np.float32) / 255
+
+    source = torch.from_numpy(pixels).float().div(255).movedim(-1, 0)[None]
+    expected = reference_decode(decoder_state_dict(seed=1), reference_encode(encoder_state_dict(seed=2), source))
+    expected = expected.clamp(0, 1)[0].movedim(0, -1).numpy()
+    assert saved.shape == (64, 64, 3) and saved.std() > 0.01
+    assert np.abs(saved - expected).max() <= 1.5 / 255

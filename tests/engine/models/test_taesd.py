@@ -34,3 +34,24 @@ def test_finding_and_refusing_files(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(tmp_path / "taesd_decoder.safetensors"))
     with pytest.raises(CheckpointError, match="not a TAESD decoder"):
         load_decoder(tmp_path / "taesd_decoder.safetensors", torch.device("cpu"), torch.float32)
+
+
+def test_encoder_matches_the_original_network(tmp_path):
+    from engine.models.taesd import load_encoder
+    from tests.fixtures.taesd import encoder_state_dict, reference_encode, write_encoder
+
+    encoder = load_encoder(write_encoder(tmp_path / "taesd_encoder.safetensors", 16, seed=4), torch.device("cpu"),
+                           torch.float32)
+    image = torch.rand(1, 3, 48, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got = encoder(image * 2 - 1)  # diffusers' encoder takes -1..1
+    expected = reference_encode(encoder_state_dict(16, seed=4), image)
+    assert got.shape == (1, 16, 6, 5) and torch.allclose(got, expected, atol=1e-5)
+
+
+def test_vae_names_need_both_halves():
+    from engine.models.taesd import vae_names
+
+    assert vae_names(["taesd_decoder.pth", "taesd_encoder.pth", "taef1_decoder.safetensors",
+                      "taesdxl_encoder.safetensors", "taesdxl_decoder.safetensors"]) == ["taesd", "taesdxl"]
+    assert vae_names(["taef1_decoder.safetensors"]) == []
