@@ -4,7 +4,7 @@ from __future__ import annotations
 from engine import context, folders
 from engine.models.clip import TextEncoder
 from engine.models.diffusion import DiffusionModel
-from engine.models.vae import VAE
+from engine.models.vae import PixelSpaceVAE, VAE
 
 
 def model_path(folder: str, name: str):
@@ -106,13 +106,16 @@ class UNETLoader:
         return (cached_model("diffusion_models", unet_name, build).clone(),)
 
 
+PIXEL_SPACE = "pixel_space"  # VAELoader's pass-through entry, which upstream always lists
+
+
 class VAELoader:
     @classmethod
     def INPUT_TYPES(cls):
         from engine.models.taesd import vae_names
 
         approx = vae_names(folders.get_filename_list("vae_approx"))
-        return {"required": {"vae_name": (folders.get_filename_list("vae") + approx,)}}
+        return {"required": {"vae_name": (folders.get_filename_list("vae") + approx + [PIXEL_SPACE],)}}
 
     RETURN_TYPES = ("VAE",)
     FUNCTION = "load_vae"
@@ -122,6 +125,8 @@ class VAELoader:
         from engine.models.load import load_vae_file
         from engine.models.taesd import LATENT_STATISTICS
 
+        if vae_name == PIXEL_SPACE:
+            return (PixelSpaceVAE(),)
         if vae_name in LATENT_STATISTICS and folders.get_full_path("vae", vae_name) is None:
             return (_tiny_vae(vae_name),)
         return (cached_model("vae", vae_name, lambda path, manager: VAE(

@@ -102,3 +102,27 @@ class TinyVAE(VAE):
         encoder = self.autoencoder["encoder"]  # takes -1..1
         images = pixels[..., :3].movedim(-1, 1) * 2.0 - 1.0
         return self._batched(images, batch, lambda part: encoder(part) / self.scale + self.shift)
+
+
+class PixelSpaceVAE(VAE):
+    """VAELoader's "pixel_space", for models that sample pixels: the latent is the image itself, in -1..1."""
+
+    def __init__(self):
+        super().__init__(torch.nn.Module(), name="pixel_space")
+
+    @property
+    def downscale(self) -> int:
+        return 1
+
+    @property
+    def latent_channels(self) -> int:
+        return 3
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor, batch: int = 1) -> torch.Tensor:
+        self._check_channels(latent)
+        return torch.clamp((latent.float().cpu() + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1)
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor, batch: int = 1) -> torch.Tensor:
+        return pixels[..., :3].movedim(-1, 1).float().cpu() * 2.0 - 1.0

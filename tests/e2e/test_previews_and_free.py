@@ -116,3 +116,28 @@ async def test_vae_loader_offers_taesd_when_both_halves_exist(client, settings):
     expected = expected.clamp(0, 1)[0].movedim(0, -1).numpy()
     assert saved.shape == (64, 64, 3) and saved.std() > 0.01
     assert np.abs(saved - expected).max() <= 1.5 / 255
+
+
+async def test_pixel_space_vae_passes_the_image_through(client, settings):
+    """VAELoader's "pixel_space" (always listed, as upstream): VAEEncode makes the image itself the latent (3
+    channels, full size, -1..1) and VAEDecode gives it back."""
+    import numpy as np
+
+    choices = (await (await client.get("/object_info/VAELoader")).json())["VAELoader"]["input"]["required"]
+    assert choices["vae_name"][0][-1] == "pixel_space"
+    pixels = (np.arange(48 * 40 * 3).reshape(48, 40, 3) % 253).astype(np.uint8)
+    (settings.base_directory / "input").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(settings.base_directory / "input" / "pixels.png")
+    prompt = {
+        "1": {"class_type": "VAELoader", "inputs": {"vae_name": "pixel_space"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "pixels.png"}},
+        "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 0]}},
+        "4": {"class_type": "LatentFlip", "inputs": {"samples": ["3", 0], "flip_method": "x-axis: vertically"}},
+        "5": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 0]}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "pixels"}},
+    }
+    prompt_id, messages = await run_prompt(client, prompt)
+    assert not of_type(messages, "execution_error"), of_type(messages, "execution_error")
+    image = (await wait_history(client, prompt_id))["outputs"]["6"]["images"][0]
+    saved = np.asarray(Image.open(settings.base_directory / "output" / image["filename"])).astype(int)
+    assert np.abs(saved - pixels[::-1].astype(int)).max() <= 1
