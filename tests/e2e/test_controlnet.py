@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 import nodes.controlnet
-from tests.conftest import of_type, run_prompt, wait_history
+from tests.conftest import of_type, run_prompt
+from tests.e2e.test_families import run_ok
 from tests.e2e.test_txt2img import default_workflow, saved
 from tests.fixtures import checkpoints, controlnets
 
@@ -62,13 +63,6 @@ def made(tmp_path_factory) -> Path:
 def files(settings, made):
     shutil.copytree(made, settings.base_directory, dirs_exist_ok=True)
     return settings
-
-
-async def run_ok(client, prompt):
-    prompt_id, messages = await run_prompt(client, prompt)
-    errors = of_type(messages, "execution_error")
-    assert not errors, errors[0]["exception_message"] + "".join(errors[0]["traceback"])
-    return await wait_history(client, prompt_id)
 
 
 def encode(node_id, clip, text="a photo"):

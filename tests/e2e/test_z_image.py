@@ -13,6 +13,7 @@ import torch
 
 from engine.text.qwen_tokenizer import qwen_tokenizer
 from tests.conftest import of_type, run_prompt, wait_history
+from tests.e2e.test_families import run_ok
 from tests.e2e.test_txt2img import saved
 from tests.fixtures import z_image as fixture
 
@@ -52,13 +53,6 @@ def z_image_workflow(*, sampler="euler", steps=STEPS, cfg=1.0, negative="Conditi
     return prompt
 
 
-async def run_ok(client, prompt):
-    prompt_id, messages = await run_prompt(client, prompt)
-    errors = of_type(messages, "execution_error")
-    assert not errors, errors[0]["exception_message"] + "".join(errors[0]["traceback"])
-    return await wait_history(client, prompt_id), messages
-
-
 def diffusers_reference(files, size=64, sigmas=SIGMAS, latents=None) -> np.ndarray:
     """ZImagePipeline on the same files (through comfyd's loaders) from `latents` (default: the KSampler's noise)
     down `sigmas` (default: the simple schedule)."""
@@ -90,7 +84,9 @@ def diffusers_reference(files, size=64, sigmas=SIGMAS, latents=None) -> np.ndarr
 
 
 async def test_z_image_turbo_matches_diffusers_pipeline(client, settings, files):
-    entry, messages = await run_ok(client, z_image_workflow())
+    prompt_id, messages = await run_prompt(client, z_image_workflow())
+    assert not of_type(messages, "execution_error"), of_type(messages, "execution_error")
+    entry = await wait_history(client, prompt_id)
     image = saved(settings, entry)[0].astype(np.float32) / 255
     assert [p["value"] for p in of_type(messages, "progress") if p["node"] == "7"] == [1, 2, 3]
     reference = diffusers_reference(files)
@@ -101,19 +97,19 @@ async def test_z_image_turbo_matches_diffusers_pipeline(client, settings, files)
 
 
 async def test_prompt_and_sampler_change_the_image(client, settings, files):
-    base = saved(settings, (await run_ok(client, z_image_workflow()))[0])[0].astype(int)
+    base = saved(settings, await run_ok(client, z_image_workflow()))[0].astype(int)
     other_prompt = z_image_workflow()
     other_prompt["5"]["inputs"]["text"] = "a lighthouse on a rocky coast"
-    other = saved(settings, (await run_ok(client, other_prompt))[0])[0].astype(int)
+    other = saved(settings, await run_ok(client, other_prompt))[0].astype(int)
     assert np.abs(base - other).mean() > 1, "the prompt must reach the model"
     for sampler in ("res_multistep", "euler_ancestral", "dpmpp_2m"):
-        image = saved(settings, (await run_ok(client, z_image_workflow(sampler=sampler)))[0])[0]
+        image = saved(settings, await run_ok(client, z_image_workflow(sampler=sampler)))[0]
         assert image.shape == (64, 64, 3) and image.std() > 0
 
 
 async def test_cfg_with_a_negative_prompt_of_another_length(client, settings, files):
     # cond and uncond have different token counts, so they run as separate model calls.
-    entry, _ = await run_ok(client, z_image_workflow(cfg=3.0, negative="blurry"))
+    entry = await run_ok(client, z_image_workflow(cfg=3.0, negative="blurry"))
     assert saved(settings, entry)[0].shape == (64, 64, 3)
 
 
@@ -137,7 +133,7 @@ async def test_conditioning_from_another_family_is_a_clear_error(client, setting
     error = of_type(messages, "execution_error")[0]
     assert error["node_id"] == "7" and "CLIPLoader type lumina2" in error["exception_message"]
     # the worker keeps serving
-    entry, _ = await run_ok(client, z_image_workflow())
+    entry = await run_ok(client, z_image_workflow())
     assert entry["status"]["status_str"] == "success"
 
 
@@ -158,7 +154,7 @@ async def test_z_image_img2img_matches_diffusers(client, settings, files):
     prompt["12"] = {"class_type": "LoadImage", "inputs": {"image": "gradient.png"}}
     prompt["6"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["12", 0], "vae": ["3", 0]}}
     prompt["7"]["inputs"]["denoise"] = 0.5
-    entry, _ = await run_ok(client, prompt)
+    entry = await run_ok(client, prompt)
     image = saved(settings, entry)[0].astype(np.float32) / 255
 
     # denoise 0.5 of 3 steps: the last 3 steps of a 6-step simple schedule, t = 0.5, 0.334, 0.167

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from safetensors.torch import save_file
 
+from tests.e2e.test_families import run_ok
 from tests.e2e.test_txt2img import saved
-from tests.e2e.test_z_image import run_ok, z_image_workflow
+from tests.e2e.test_z_image import z_image_workflow
 from tests.fixtures import z_image as fixture
 
 STRENGTH, CLIP_STRENGTH = 0.8, 1.5
@@ -58,7 +59,7 @@ def workflow(lora=None, *, clip_strength=None, unet=None, text_encoder=None):
 
 
 async def image(client, settings, prompt) -> np.ndarray:
-    entry, _ = await run_ok(client, prompt)
+    entry = await run_ok(client, prompt)
     return saved(settings, entry)[0].astype(int)
 
 
