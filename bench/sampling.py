@@ -222,7 +222,8 @@ def run_diffusers_z_image(args) -> dict:
     from engine import devices
     from engine.models.load import load_vae_file, open_checkpoint
     from engine.models.qwen_text import QwenTextEncoder, load_qwen_file
-    from engine.models.z_image import LATENT_SCALE, LATENT_SHIFT, load_z_image
+    from engine.models.flux import LATENT_SCALE, LATENT_SHIFT
+    from engine.models.z_image import load_z_image
     from engine.sampling import schedules
     from engine.sampling.model_sampling import FlowModelSampling
 

@@ -4,8 +4,9 @@ A file is read once into ``LoraEntry``s, one per adapted layer under the file's 
 ``lora_unet_...`` / ``lora_te1_...``, diffusers / PEFT ``unet....``, LDM ``diffusion_model....``). Which parameter
 each name means is worked out per network from its parameter names, with the names ComfyUI accepts for that kind
 of network; the original layouts' names come from the converters that load them (``convert.ldm_unet_names`` for
-SD UNets, ``z_image.original_names`` for Z-Image). A layer's weight may be held by several of our parameters
-stacked by rows (Z-Image's fused q/k/v, split on loading): each parameter then takes its rows of the change.
+SD UNets, ``z_image.original_names`` / ``flux.original_names`` for the DiTs). A layer's weight may be held by
+several of our parameters stacked by rows (fused q/k/v, split on loading): each parameter then takes its rows of
+the change.
 
 ``LoraPatch.deltas`` follows the manager's patch protocol: ``{parameter name: change at strength 1}``, each
 change computed in float32 on the parameter's device only when the manager asks for it. The arithmetic is
@@ -25,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from . import convert, z_image
+from . import convert, flux, z_image
 from .detect import CheckpointError
 from .load import open_checkpoint
 
@@ -305,7 +306,11 @@ def _key_map(role: str, names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     diffusion network, whichever it is: told apart by its parameter names) or a text encoder."""
     if role != "unet":
         return _text_key_map(role, names)
-    return _z_image_key_map(names) if z_image.is_z_image_network(names) else _unet_key_map(names)
+    if z_image.is_z_image_network(names):
+        return _dit_key_map(z_image.original_names(names), names)
+    if flux.is_flux_network(names):
+        return _dit_key_map(flux.original_names(names), names)
+    return _unet_key_map(names)
 
 
 def _original_layout_keys(originals: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -338,10 +343,10 @@ def _unet_key_map(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _z_image_key_map(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """Z-Image: the original layout's names (a fused ``attention.qkv`` is our to_q, to_k, to_v) and diffusers'
-    names, bare or under ``diffusion_model.`` / ``transformer.``, or flat under ``lycoris_``."""
-    out = _original_layout_keys(z_image.original_names(names))
+def _dit_key_map(originals: Mapping[str, tuple[str, ...]], names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Z-Image / FLUX: the original layout's names (``originals``: a fused q/k/v is our to_q, to_k, to_v) and
+    diffusers' names, bare or under ``diffusion_model.`` / ``transformer.``, or flat under ``lycoris_``."""
+    out = _original_layout_keys(originals)
     for name in names:
         if name.endswith(".weight"):
             layer = name.removesuffix(".weight")

@@ -20,13 +20,13 @@ import torch
 from ..sampling.model_sampling import FlowModelSampling
 from .detect import Shapes, count_indices, unrecognised
 from .diffusion import DiffusionModel
+from .flux import LATENT_SCALE, FluxLatents  # Z-Image uses the FLUX VAE
 from .load import CastingReader, assemble
 
 PREFIXES = ("model.diffusion_model.", "")
 PATCH = 2
 HEAD_AXES = {128: (32, 48, 48)}  # head width -> RoPE dims per (caption/frame, height, width) axis
 DEFAULT_SHIFT = 3.0
-LATENT_SCALE, LATENT_SHIFT = 0.3611, 0.1159  # the FLUX VAE's latent statistics
 
 
 @dataclass(frozen=True)
@@ -89,20 +89,12 @@ def load_z_image(file, device: torch.device, dtype: torch.dtype):
     return build_z_image(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
 
 
-class ZImageModel(DiffusionModel):
+class ZImageModel(FluxLatents, DiffusionModel):
     """A Z-Image transformer as MODEL (``unet`` holds the network, so the model manager and LoRA patches apply)."""
-
-    latent_channels = 16
 
     def __init__(self, transformer, *, manager=None, name: str = ""):
         super().__init__(transformer, "z_image", "eps", LATENT_SCALE, manager=manager, name=name)
         self.model_sampling = FlowModelSampling(shift=DEFAULT_SHIFT, multiplier=1.0)
-
-    def process_latent_in(self, latent: torch.Tensor) -> torch.Tensor:
-        return (latent - LATENT_SHIFT) * LATENT_SCALE
-
-    def process_latent_out(self, latent: torch.Tensor) -> torch.Tensor:
-        return latent / LATENT_SCALE + LATENT_SHIFT
 
     def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, **unused) -> dict:
         width = self.unet.config.cap_feat_dim

@@ -7,6 +7,8 @@ denoised estimate, and scales the starting noise, matching ComfyUI's ``ModelSamp
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 PREDICTIONS = ("eps", "v_prediction")
@@ -160,18 +162,22 @@ class FlowModelSampling(_SigmaTable):
         self.multiplier = multiplier
         self.sigmas = self.sigma((torch.arange(1, timesteps + 1, 1) / timesteps) * multiplier).float()
 
+    def shifted(self, t):
+        """Sigma at time ``t`` in [0, 1]."""
+        return time_shift(self.shift, t)
+
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         return sigma * self.multiplier
 
     def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
-        return time_shift(self.shift, timestep / self.multiplier)
+        return self.shifted(timestep / self.multiplier)
 
     def percent_to_sigma(self, percent: float) -> float:
         if percent <= 0.0:
             return 1.0
         if percent >= 1.0:
             return 0.0
-        return time_shift(self.shift, 1.0 - percent)
+        return self.shifted(1.0 - percent)
 
     # In flow terms alpha = 1 - sigma, so lambda = log((1 - sigma) / sigma) = -logit(sigma).
     def half_log_snr(self, sigma: torch.Tensor) -> torch.Tensor:
@@ -193,3 +199,21 @@ class FlowModelSampling(_SigmaTable):
 
     def inverse_noise_scaling(self, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         return latent / (1.0 - _per_sample(sigma, latent.ndim))
+
+
+class FluxModelSampling(FlowModelSampling):
+    """FLUX.1 dev's rectified flow (ComfyUI's ``ModelSamplingFlux``): the time shift is exponential,
+    ``sigma = e^mu / (e^mu + (1 / t - 1))`` with ``mu = shift``, over a 10000-entry table; timestep = sigma."""
+
+    def __init__(self, shift: float = 1.15):
+        super().__init__(shift=shift, multiplier=1.0, timesteps=10000)
+
+    def shifted(self, t):
+        return math.exp(self.shift) / (math.exp(self.shift) + (1 / t - 1))
+
+
+def flux_shift_for_size(width: int, height: int, max_shift: float = 1.15, base_shift: float = 0.5) -> float:
+    """ModelSamplingFlux's mu: linear in the image's token count (one per 16x16 pixels), base_shift at 256 tokens
+    and max_shift at 4096."""
+    slope = (max_shift - base_shift) / (4096 - 256)
+    return base_shift + slope * (width * height / 256 - 256)

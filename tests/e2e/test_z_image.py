@@ -60,7 +60,8 @@ def diffusers_reference(files, size=64, sigmas=SIGMAS, latents=None) -> np.ndarr
 
     from engine.models.load import load_vae_file, open_checkpoint
     from engine.models.qwen_text import load_qwen_file
-    from engine.models.z_image import LATENT_SCALE, LATENT_SHIFT, load_z_image
+    from engine.models.flux import LATENT_SCALE, LATENT_SHIFT
+    from engine.models.z_image import load_z_image
 
     cpu = torch.device("cpu")
     with open_checkpoint(files["diffusion_models"], cpu) as file:
@@ -143,7 +144,7 @@ async def test_z_image_img2img_matches_diffusers(client, settings, files):
     from PIL import Image
 
     from engine.models.load import load_vae_file
-    from engine.models.z_image import LATENT_SCALE, LATENT_SHIFT
+    from engine.models.flux import LATENT_SCALE, LATENT_SHIFT
 
     size = 64
     yy, xx = np.mgrid[0:size, 0:size]

@@ -1,0 +1,268 @@
+"""FLUX.1 (Black Forest Labs' double/single-stream DiT: dev, schnell and their fine-tunes) behind the MODEL contract.
+
+Files are the original layout ComfyUI loads (``img_in``, ``double_blocks.N.img_attn.qkv``, ``single_blocks.N.linear1``,
+``final_layer``, ..., bare or under ``model.diffusion_model.``); ``ORIGINAL_TO_DIFFUSERS`` maps them onto diffusers'
+``FluxTransformer2DModel`` (diffusers' own converter assumes the full 3072 width, so it cannot load other sizes).
+Sizes are read off the shapes; the 2x2 patches and the RoPE split of a 128-wide head (16/56/56) are FLUX's.
+
+dev-style models (with a guidance embedder) sample with ComfyUI's exponential time shift (``FluxModelSampling``,
+mu 1.15 unless ModelSamplingFlux sets it from the image size) and take the FluxGuidance value as an input;
+schnell-style ones (no guidance embedder) use plain rectified flow without shift. Both predict the velocity
+``noise - x0`` at timestep sigma. Latents are the 16-channel FLUX VAE's, packed into 2x2 patches as tokens.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from ..sampling.model_sampling import FlowModelSampling, FluxModelSampling
+from .detect import Shapes, count_indices, unrecognised
+from .diffusion import DiffusionModel
+from .load import CastingReader, assemble
+
+PREFIXES = ("model.diffusion_model.", "")
+PATCH = 2
+HEAD_AXES = {128: (16, 56, 56)}  # head width -> RoPE dims per (text index, row, column) axis
+DEFAULT_GUIDANCE = 3.5  # what the model is given when no FluxGuidance node set a value (as ComfyUI)
+DEV_SHIFT = 1.15
+LATENT_SCALE, LATENT_SHIFT = 0.3611, 0.1159  # the FLUX VAE's latent statistics
+
+# Original module -> diffusers module(s). A fused original weight is split by rows in the listed order; the
+# sizes come from the diffusers model's own parameters.
+_TOP = {"img_in": "x_embedder", "txt_in": "context_embedder",
+        "time_in.in_layer": "time_text_embed.timestep_embedder.linear_1",
+        "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+        "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+        "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+        "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
+        "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2",
+        "final_layer.linear": "proj_out", "final_layer.adaLN_modulation.1": "norm_out.linear"}
+_DOUBLE = {"img_mod.lin": "norm1.linear", "txt_mod.lin": "norm1_context.linear",
+           "img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+           "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+           "img_attn.proj": "attn.to_out.0", "txt_attn.proj": "attn.to_add_out",
+           "img_attn.norm.query_norm": "attn.norm_q", "img_attn.norm.key_norm": "attn.norm_k",
+           "txt_attn.norm.query_norm": "attn.norm_added_q", "txt_attn.norm.key_norm": "attn.norm_added_k",
+           "img_mlp.0": "ff.net.0.proj", "img_mlp.2": "ff.net.2",
+           "txt_mlp.0": "ff_context.net.0.proj", "txt_mlp.2": "ff_context.net.2"}
+_SINGLE = {"modulation.lin": "norm.linear", "linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"),
+           "linear2": "proj_out", "norm.query_norm": "attn.norm_q", "norm.key_norm": "attn.norm_k"}
+# The final modulation's halves are (shift, scale) in the original and (scale, shift) in diffusers.
+_SWAPPED_HALVES = "norm_out.linear"
+_SUFFIXES = {"weight": "weight", "bias": "bias"}
+_NORM_SUFFIXES = {"scale": "weight"}  # RMS norm gains are ``.scale`` originally
+
+
+def _suffixes(original: str) -> dict[str, str]:
+    return _NORM_SUFFIXES if original.endswith("_norm") else _SUFFIXES
+
+
+@dataclass(frozen=True)
+class FluxSpec:
+    prefix: str
+    in_channels: int
+    hidden: int
+    num_layers: int
+    num_single_layers: int
+    num_heads: int
+    context_dim: int
+    pooled_dim: int
+    guidance: bool
+
+
+def find_prefix(shapes: Shapes) -> str | None:
+    return next((p for p in PREFIXES if p + "double_blocks.0.img_attn.qkv.weight" in shapes
+                 and p + "img_in.weight" in shapes), None)
+
+
+def detect_flux(shapes: Shapes, name: str) -> FluxSpec:
+    prefix = find_prefix(shapes)
+    if prefix is None:
+        raise unrecognised(name, "no FLUX 'img_in' / 'double_blocks.0.img_attn.qkv' keys")
+    try:
+        hidden, patch_width = shapes[prefix + "img_in.weight"]
+        head_dim = shapes[prefix + "double_blocks.0.img_attn.norm.query_norm.scale"][0]
+        keys = [k for k in shapes if k.startswith(prefix)]
+        spec = FluxSpec(
+            prefix=prefix, in_channels=patch_width // (PATCH * PATCH), hidden=hidden,
+            num_layers=count_indices(keys, prefix + "double_blocks.{}."),
+            num_single_layers=count_indices(keys, prefix + "single_blocks.{}."), num_heads=hidden // head_dim,
+            context_dim=shapes[prefix + "txt_in.weight"][1], pooled_dim=shapes[prefix + "vector_in.in_layer.weight"][1],
+            guidance=prefix + "guidance_in.in_layer.weight" in shapes)
+    except (KeyError, ValueError) as exc:
+        raise unrecognised(name, f"incomplete FLUX model, missing {exc}") from None
+    if head_dim not in HEAD_AXES:
+        raise unrecognised(name, f"FLUX model with {head_dim}-wide attention heads")
+    if spec.in_channels != 16:
+        # Fill / Canny / Depth variants take the image (and mask) latents as extra channels.
+        raise unrecognised(name, f"FLUX model with {spec.in_channels} input channels (only the 16-channel "
+                                 "text-to-image models are supported)")
+    return spec
+
+
+def flux_config(spec: FluxSpec) -> dict:
+    head_dim = spec.hidden // spec.num_heads
+    return dict(patch_size=1, in_channels=spec.in_channels * PATCH * PATCH, num_layers=spec.num_layers,
+                num_single_layers=spec.num_single_layers, attention_head_dim=head_dim,
+                num_attention_heads=spec.num_heads, joint_attention_dim=spec.context_dim,
+                pooled_projection_dim=spec.pooled_dim, guidance_embeds=spec.guidance,
+                axes_dims_rope=HEAD_AXES[head_dim])
+
+
+def original_modules(num_layers: int, num_single_layers: int, guidance: bool) -> dict[str, tuple[str, ...]]:
+    """{original module: the diffusers modules it becomes, in row order} for a model of that many blocks."""
+    table = {k: (v,) for k, v in _TOP.items() if guidance or not k.startswith("guidance_in.")}
+    for blocks, count, theirs, ours in (("double_blocks", num_layers, _DOUBLE, "transformer_blocks"),
+                                        ("single_blocks", num_single_layers, _SINGLE, "single_transformer_blocks")):
+        for i in range(count):
+            for original, targets in theirs.items():
+                targets = (targets,) if isinstance(targets, str) else targets
+                table[f"{blocks}.{i}.{original}"] = tuple(f"{ours}.{i}.{t}" for t in targets)
+    return table
+
+
+def diffusers_state(spec: FluxSpec, tensors, wanted: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """The file's tensors under ``FluxTransformer2DModel`` names (``wanted``: its parameter shapes); fused weights
+    are split into row views, so no weight is copied."""
+    state = {}
+    for original, targets in original_modules(spec.num_layers, spec.num_single_layers, spec.guidance).items():
+        for suffix, ours in _suffixes(original).items():
+            key = f"{spec.prefix}{original}.{suffix}"
+            if key not in tensors:
+                continue
+            tensor = tensors[key]
+            if targets[0] == _SWAPPED_HALVES:
+                shift, scale = tensor.chunk(2)
+                tensor = torch.cat((scale, shift))
+            sizes = [wanted.get(f"{t}.{ours}", torch.Size([0]))[0] for t in targets]
+            if sum(sizes) != tensor.shape[0]:  # a mismatch is left for the name check to report
+                state[f"{targets[0]}.{ours}"] = tensor
+                continue
+            for target, part in zip(targets, tensor.split(sizes)):
+                state[f"{target}.{ours}"] = part
+    return state
+
+
+def build_flux(spec: FluxSpec, tensors, *, name: str):
+    from diffusers import FluxTransformer2DModel
+
+    return assemble(lambda: FluxTransformer2DModel(**flux_config(spec)),
+                    lambda model: diffusers_state(spec, tensors, {k: v.shape for k, v in model.state_dict().items()}),
+                    "FLUX", name)
+
+
+def load_flux(file, device: torch.device, dtype: torch.dtype):
+    """(FluxSpec, transformer) of an open FLUX file (``load.open_checkpoint``)."""
+    spec = detect_flux(file.shapes, file.name)
+    return spec, build_flux(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
+
+
+class FluxLatents:
+    """The FLUX VAE's latent space (16 channels, shifted and scaled), shared by the models that use it."""
+
+    latent_channels = 16
+
+    def process_latent_in(self, latent: torch.Tensor) -> torch.Tensor:
+        return (latent - LATENT_SHIFT) * LATENT_SCALE
+
+    def process_latent_out(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent / LATENT_SCALE + LATENT_SHIFT
+
+
+def pack(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] (H, W even) -> [B, H/2 * W/2, C * 4] patch tokens, rows first."""
+    b, c, h, w = x.shape
+    return x.view(b, c, h // PATCH, PATCH, w // PATCH, PATCH).permute(0, 2, 4, 1, 3, 5).reshape(
+        b, (h // PATCH) * (w // PATCH), c * PATCH * PATCH)
+
+
+def unpack(tokens: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
+    b = tokens.shape[0]
+    h, w = height // PATCH, width // PATCH
+    return tokens.view(b, h, w, channels, PATCH, PATCH).permute(0, 3, 1, 4, 2, 5).reshape(b, channels, height, width)
+
+
+def image_ids(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Position ids [(H/2) * (W/2), 3] of the patch tokens: (0, row, column)."""
+    rows = torch.arange(height // PATCH, device=device, dtype=torch.float32)
+    columns = torch.arange(width // PATCH, device=device, dtype=torch.float32)
+    grid = torch.stack(torch.meshgrid(rows, columns, indexing="ij"), dim=-1).reshape(-1, 2)
+    return torch.cat((torch.zeros_like(grid[:, :1]), grid), dim=1)
+
+
+class FluxModel(FluxLatents, DiffusionModel):
+    """A FLUX transformer as MODEL (``unet`` holds the network, so the model manager and LoRA patches apply)."""
+
+    def __init__(self, transformer, *, manager=None, name: str = ""):
+        super().__init__(transformer, "flux", "eps", LATENT_SCALE, manager=manager, name=name)
+        self.guidance_embed = bool(transformer.config.guidance_embeds)
+        self.model_sampling = FluxModelSampling(DEV_SHIFT) if self.guidance_embed \
+            else FlowModelSampling(shift=1.0, multiplier=1.0)
+
+    def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, **unused) -> dict:
+        config = self.unet.config
+        if cond.shape[-1] != config.joint_attention_dim:
+            raise ValueError(f"this conditioning is {cond.shape[-1]} wide but this FLUX model takes "
+                             f"{config.joint_attention_dim}-wide text features: encode the prompt with its CLIP-L + "
+                             "T5-XXL text encoders (DualCLIPLoader type flux)")
+        pooled = options.get("pooled_output")
+        if pooled is None:
+            pooled = torch.zeros((1, config.pooled_projection_dim))
+        out = {"c_crossattn": cond, "pooled": pooled[:, :config.pooled_projection_dim]}
+        guidance = options.get("guidance", DEFAULT_GUIDANCE)
+        if self.guidance_embed and guidance is not None:
+            out["guidance"] = torch.tensor([float(guidance)])
+        return out
+
+    def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor, pooled: torch.Tensor,
+                    guidance=None, control=None, gligen=None, **unused) -> torch.Tensor:
+        if control is not None or gligen is not None:
+            raise ValueError("ControlNets, T2I-Adapters and GLIGEN made for UNet models do not apply to FLUX")
+        ms = self.model_sampling
+        sigma = sigma.to(x.device)
+        dtype = self.dtype
+        height, width = x.shape[-2:]
+        # Odd sizes are padded to whole patches by wrapping around, as ComfyUI does; the padding is cut off after.
+        padded = torch.nn.functional.pad(x, (0, width % PATCH, 0, height % PATCH), mode="circular")
+        with self.manager.running(self) if self.manager else contextlib.nullcontext():
+            text = c_crossattn.to(x.device, dtype)
+            output = self.unet(
+                pack(padded.to(dtype)), encoder_hidden_states=text, pooled_projections=pooled.to(x.device, dtype),
+                timestep=ms.timestep(sigma).to(dtype), img_ids=image_ids(*padded.shape[-2:], x.device),
+                txt_ids=torch.zeros(text.shape[1], 3, device=x.device),
+                guidance=None if guidance is None else guidance.to(x.device, dtype), return_dict=False)[0]
+        velocity = unpack(output.float(), x.shape[1], *padded.shape[-2:])[..., :height, :width]
+        return ms.calculate_denoised(sigma, velocity, x)
+
+
+_OWN_NAMES = ("x_embedder.weight", "context_embedder.weight", "single_transformer_blocks.0.proj_mlp.weight")
+
+
+def is_flux_network(names) -> bool:
+    """Whether parameter names ``names`` are a FluxTransformer2DModel's."""
+    return all(name in names for name in _OWN_NAMES)
+
+
+def original_names(names) -> dict[str, tuple[str, ...]]:
+    """{original-layout parameter name: our parameters holding it, stacked by rows} for a FluxTransformer2DModel
+    with parameter names ``names`` (a fused ``qkv`` / ``linear1`` is several of ours). The final modulation, whose
+    halves are swapped, is left out: a change to it cannot be split by rows."""
+    ours = set(names)
+
+    def count(stem: str) -> int:
+        return next(i for i in range(len(ours) + 1) if f"{stem}.{i}.norm1.linear.weight" not in ours
+                    and f"{stem}.{i}.norm.linear.weight" not in ours)
+
+    table = original_modules(count("transformer_blocks"), count("single_transformer_blocks"),
+                             "time_text_embed.guidance_embedder.linear_1.weight" in ours)
+    out = {}
+    for original, targets in table.items():
+        if targets[0] == _SWAPPED_HALVES:
+            continue
+        for suffix, own in _suffixes(original).items():
+            held = tuple(f"{t}.{own}" for t in targets)
+            if all(name in ours for name in held):
+                out[f"{original}.{suffix}"] = held
+    return out
