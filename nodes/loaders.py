@@ -90,7 +90,7 @@ class UNETLoader:
     CATEGORY = "advanced/loaders"
 
     def load_unet(self, unet_name, weight_dtype="default"):
-        from engine.models import z_image
+        from engine.models import flux, z_image
         from engine.models.load import load_unet_file, open_checkpoint
 
         def build(path, manager):
@@ -98,6 +98,9 @@ class UNETLoader:
                 if z_image.find_prefix(file.shapes) is not None:
                     transformer = z_image.load_z_image(file, manager.load_device, manager.bf16_or_fp32())
                     return z_image.ZImageModel(transformer, manager=manager, name=unet_name)
+                if flux.find_prefix(file.shapes) is not None:
+                    _, transformer = flux.load_flux(file, manager.load_device, manager.bf16_or_fp32())
+                    return flux.FluxModel(transformer, manager=manager, name=unet_name)
             loaded = load_unet_file(path, manager.load_device, manager.unet_dtype())
             spec = loaded.spec
             return DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor,
@@ -160,21 +163,34 @@ def _qwen_text_encoder(name: str):
     return QwenTextEncoder(model, manager=context.model_manager())
 
 
-def _text_encoder(names: list[str], family: str):
-    from engine.models.load import load_clip_file
+# DualCLIPLoader's types: the encoders each needs, by token key.
+PAIRS = {"sdxl": {"l": "a CLIP-L", "g": "a CLIP-G"}, "flux": {"l": "a CLIP-L", "t5xxl": "a T5-XXL"}}
 
+
+def _load_text_encoder(path, manager):
+    """A CLIP or T5 text-encoder file, told apart by its keys; T5 runs in bf16 where it can (it overflows fp16)."""
+    from engine.models.load import load_clip_file
+    from engine.models.t5 import is_t5_file, load_t5_file
+
+    if is_t5_file(path):
+        return load_t5_file(path, manager.load_device, manager.bf16_or_fp32())
+    return load_clip_file(path, manager.load_device, manager.text_dtype())
+
+
+def _text_encoder(names: list[str], family: str):
     if family == "lumina2":
         return _qwen_text_encoder(names[0])
     manager = context.model_manager()
     models = {}
     for name in names:
-        loaded = cached_model("text_encoders", name, lambda path, manager: load_clip_file(
-            path, manager.load_device, manager.text_dtype()))
+        loaded = cached_model("text_encoders", name, _load_text_encoder)
         models[loaded.name] = loaded.model
     if family == "stable_diffusion":
-        family = {"l": "sd1", "h": "sd2", "g": "sdxl_refiner"}[next(iter(models))]
-    elif family == "sdxl" and set(models) != {"l", "g"}:
-        raise ValueError(f"SDXL needs a CLIP-L and a CLIP-G text encoder; got {sorted(models)}")
+        family = {"l": "sd1", "h": "sd2", "g": "sdxl_refiner"}.get(next(iter(models)))
+        if family is None:
+            raise ValueError("stable_diffusion needs a CLIP text encoder; got a T5")
+    elif family in PAIRS and set(models) != set(PAIRS[family]):
+        raise ValueError(f"{family} needs {' and '.join(PAIRS[family].values())} text encoders; got {sorted(models)}")
     return TextEncoder(models, family, embedding_roots=folders.active().paths("embeddings"), manager=manager)
 
 
@@ -198,7 +214,7 @@ class CLIPLoader:
 
 
 class DualCLIPLoader:
-    TYPES = ["sdxl"]
+    TYPES = ["sdxl", "flux"]
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -209,7 +225,7 @@ class DualCLIPLoader:
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
     CATEGORY = "advanced/loaders"
-    DESCRIPTION = "[Recipes]\n\nsdxl: clip-l, clip-g"
+    DESCRIPTION = "[Recipes]\n\nsdxl: clip-l, clip-g\nflux: clip-l, t5"
 
     def load_clip(self, clip_name1, clip_name2, type="sdxl", device="default"):
         return (_text_encoder([clip_name1, clip_name2], type),)

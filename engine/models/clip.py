@@ -1,4 +1,8 @@
-"""CLIP: the text encoder(s) of a checkpoint behind ComfyUI's tokenize / encode_from_tokens contract."""
+"""CLIP: the text encoder(s) of a checkpoint behind ComfyUI's tokenize / encode_from_tokens contract.
+
+Flux's CLIP is CLIP-L (SD1's settings, pooled output unprojected) next to T5-XXL: the conditioning is T5's
+sequence, the pooled output CLIP-L's.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +17,7 @@ PROFILES = {
     "sd2": {"h": text.SD2_CLIP_H},
     "sdxl": {"l": text.SDXL_CLIP_L, "g": text.SDXL_CLIP_G},
     "sdxl_refiner": {"g": text.SDXL_CLIP_G},
+    "flux": {"l": text.SD1_CLIP_L, "t5xxl": text.T5_XXL},
 }
 
 
@@ -53,11 +58,16 @@ class TextEncoder:
             model = self.models[name]
             profile = self.profiles[name]
             with self.manager.running(self) if self.manager else contextlib.nullcontext():
-                encoder = text.HFClipEncoder(model, profile, layer_idx=self.layer_idx,
-                                             projected_pooled=False if unprojected else None)
+                if profile is text.T5_XXL:
+                    encoder = text.T5Encoder(model, profile, layer_idx=self.layer_idx)
+                else:
+                    encoder = text.HFClipEncoder(model, profile, layer_idx=self.layer_idx,
+                                                 projected_pooled=False if unprojected else None)
                 results[name] = text.encode_chunks(chunks, encoder, profile)
         if "l" in results and "g" in results:
             joined = text.join_encoders(results["l"], results["g"])
+        elif "t5xxl" in results:
+            joined = text.Conditioning(results["t5xxl"].cond, results["l"].pooled)
         else:
             joined = next(iter(results.values()))
         return (joined.cond, joined.pooled) if return_pooled else joined.cond

@@ -63,14 +63,24 @@ class LoadedCheckpoint:
 
 
 class CastingReader(Mapping):
-    """A checkpoint's tensors by name, each read when first asked for, on ``device``, floats cast to ``dtype``."""
+    """A checkpoint's tensors by name, each read when first asked for, on ``device``, floats cast to ``dtype``.
+
+    ComfyUI's "scaled fp8" files store a weight divided by a per-tensor scale kept beside it as
+    ``<layer>.scale_weight``; such a weight is read multiplied back.
+    """
 
     def __init__(self, shapes: Mapping[str, tuple[int, ...]], read: Callable[[str], torch.Tensor],
                  device: torch.device, dtype: torch.dtype):
         self._shapes, self._read, self._device, self._dtype = shapes, read, device, dtype
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        tensor = self._read(key)
+        tensor = self._cast(self._read(key))
+        scale = key.removesuffix("weight") + "scale_weight"
+        if key.endswith(".weight") and scale in self._shapes:
+            tensor = tensor * self._cast(self._read(scale))
+        return tensor
+
+    def _cast(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(device=self._device, dtype=self._dtype if tensor.is_floating_point() else None)
 
     def __contains__(self, key: object) -> bool:

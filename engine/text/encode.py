@@ -17,7 +17,7 @@ WindowEncoder = Callable[[list[list[Token]]], tuple[torch.Tensor, torch.Tensor |
 
 @dataclass
 class Conditioning:
-    """cond: [1, tokens, dim] (77 per chunk); pooled: [1, d] from the first chunk, or None."""
+    """cond: [1, tokens, dim] (77 per CLIP chunk); pooled: [1, d] from the first chunk, or None."""
 
     cond: torch.Tensor
     pooled: torch.Tensor | None
@@ -25,7 +25,7 @@ class Conditioning:
 
 def empty_window(profile: ClipProfile, length: int) -> list[int]:
     """The empty prompt's window, the reference point that weights scale away from."""
-    window = [profile.start_id, profile.end_id]
+    window = [profile.start_id, profile.end_id] if profile.start_id is not None else [profile.end_id]
     return window + [profile.pad_id] * (length - len(window))
 
 

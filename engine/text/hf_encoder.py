@@ -63,6 +63,17 @@ def prepare_window(window: list[Token], width: int, profile: ClipProfile) -> Pre
     return PreparedWindow(ids, splices, ends[0] if ends else len(kept) - 1)
 
 
+def place_vectors(embeds: torch.Tensor, prepared: list[PreparedWindow]) -> torch.Tensor:
+    """Token embeddings [batch, tokens, dim] with each window's textual-inversion vectors put in their places."""
+    if not any(p.splices for p in prepared):
+        return embeds
+    embeds = embeds.clone()
+    for row, window in enumerate(prepared):
+        for pos, vector in window.splices:
+            embeds[row, pos] = vector.to(embeds)
+    return embeds
+
+
 class HFClipEncoder:
     """Callable ``windows -> (hidden [batch, tokens, dim] float32, pooled [batch, d] float32)`` for ``encode_chunks``.
 
@@ -91,20 +102,11 @@ class HFClipEncoder:
         embedding = self.model.get_input_embeddings()
         prepared = [prepare_window(w, embedding.weight.shape[-1], self.profile) for w in windows]
         ids = torch.tensor([p.ids for p in prepared], dtype=torch.long, device=embedding.weight.device)
-        splices = [(row, pos, vector) for row, p in enumerate(prepared) for pos, vector in p.splices]
-
-        def splice(module, args, output):
-            output = output.clone()
-            for row, pos, vector in splices:
-                output[row, pos] = vector.to(output)
-            return output
-
-        handle = embedding.register_forward_hook(splice) if splices else None
+        handle = embedding.register_forward_hook(lambda module, args, output: place_vectors(output, prepared))
         try:
             out = self.text(input_ids=ids, output_hidden_states=True)
         finally:
-            if handle is not None:
-                handle.remove()
+            handle.remove()
 
         # hidden_states[0] is the embedding output, so layer i's output is entry i + 1.
         hidden = out.hidden_states[self.choice.layer + 1]

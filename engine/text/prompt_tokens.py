@@ -1,17 +1,19 @@
-"""Prompt text -> 77-token CLIP windows of (token or embedding vector, weight), following ComfyUI's rules."""
+"""Prompt text -> encoder windows (77 tokens for CLIP) of (token or embedding vector, weight), as ComfyUI."""
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from .clip_tokenizer import ClipTokenizer, clip_tokenizer
+from .clip_tokenizer import ClipTokenizer
 from .profiles import ClipProfile
 from .prompt_weights import parse_prompt_weights
+from .t5_tokenizer import T5Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,7 @@ EMBEDDING_PREFIX = "embedding:"
 SPLITTABLE_LENGTH = 8
 
 Token = int | torch.Tensor
+Tokenizer = ClipTokenizer | T5Tokenizer  # what matters: ``encode(text)`` gives ids without start/end tokens
 EmbeddingLookup = Callable[[str], torch.Tensor | None]
 
 
@@ -60,7 +63,7 @@ def find_embedding(name: str, lookup: EmbeddingLookup) -> tuple[torch.Tensor | N
 
 def token_groups(
     text: str,
-    tokenizer: ClipTokenizer,
+    tokenizer: Tokenizer,
     lookup_embedding: EmbeddingLookup | None = None,
     parse_weights: bool = True,
 ) -> list[list[tuple[Token, float]]]:
@@ -82,11 +85,15 @@ def token_groups(
 
 
 def pack_chunks(groups: list[list[tuple[Token, float]]], profile: ClipProfile) -> list[Chunk]:
-    """Fill windows of ``start, content..., end, pad...``; a short group that does not fit starts a new window."""
-    start, end, pad = (profile.start_id, 1.0), (profile.end_id, 1.0), (profile.pad_id, 1.0)
-    room = profile.max_length - 1  # leave space for the end token
+    """Fill windows of ``[start,] content..., end, pad...``; a short group that does not fit starts a new window.
+
+    Without a ``max_length`` everything goes into one window, padded to ``min_length``.
+    """
+    start = [(profile.start_id, 1.0)] if profile.start_id is not None else []
+    end, pad = (profile.end_id, 1.0), (profile.pad_id, 1.0)
+    room = profile.max_length - 1 if profile.max_length else math.inf  # leave space for the end token
     windows = []
-    window = [start]
+    window = list(start)
     for group in groups:
         splittable = len(group) >= SPLITTABLE_LENGTH
         while len(window) + len(group) > room:
@@ -97,10 +104,10 @@ def pack_chunks(groups: list[list[tuple[Token, float]]], profile: ClipProfile) -
             else:
                 window += [end] + [pad] * space
             windows.append(window)
-            window = [start]
+            window = list(start)
         window += group
     window.append(end)
-    window += [pad] * (profile.max_length - len(window))
+    window += [pad] * (max(profile.max_length or 0, profile.min_length) - len(window))
     windows.append(window)
     return [Chunk([token for token, _ in w], [weight for _, weight in w]) for w in windows]
 
@@ -110,12 +117,12 @@ def tokenize_prompt(
     profile: ClipProfile,
     lookup_embedding: EmbeddingLookup | None = None,
     parse_weights: bool = True,
-    tokenizer: ClipTokenizer | None = None,
+    tokenizer: Tokenizer | None = None,
 ) -> list[Chunk]:
-    """ComfyUI's ``tokenize_with_weights`` for one CLIP encoder.
+    """ComfyUI's ``tokenize_with_weights`` for one text encoder (``tokenizer`` defaults to the profile's).
 
     ``lookup_embedding(name)`` returns textual-inversion vectors ``[n, dim]`` (or ``[dim]``) or None when unknown;
     without it, ``embedding:name`` is tokenized as plain text (ComfyUI with no embedding folder).
     """
-    groups = token_groups(text, tokenizer or clip_tokenizer(), lookup_embedding, parse_weights)
+    groups = token_groups(text, tokenizer or profile.tokenizer(), lookup_embedding, parse_weights)
     return pack_chunks(groups, profile)

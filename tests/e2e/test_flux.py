@@ -1,0 +1,171 @@
+"""FLUX.1 dev and schnell end to end on tiny random-weight files in the layouts their official workflows load:
+UNETLoader, DualCLIPLoader (type flux: CLIP-L + T5-XXL), VAELoader (the FLUX VAE), FluxGuidance, ModelSamplingFlux,
+EmptySD3LatentImage, and both the custom-sampling nodes and KSampler.
+
+Images are checked against diffusers' own FluxPipeline on the same weights, noise and sigmas, with the prompt
+embedded as diffusers embeds it (T5 ids padded to 256 with no attention mask, CLIP-L's pooled output): that covers
+the patch packing and position ids, the time and guidance inputs, the velocity's sign, the latent shift/scale and
+the VAE, none of which a random-weight picture can show.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import of_type, run_prompt
+from tests.e2e.test_families import run_ok
+from tests.e2e.test_txt2img import saved
+from tests.fixtures import flux as fixture
+
+PROMPT = "a red fox reading a newspaper on a park bench, (autumn leaves:1.0)"
+SEED, STEPS, GUIDANCE, SIZE = 11, 3, 4.0, 64
+T5_LENGTH = 256  # ComfyUI pads Flux's T5 tokens to at least this
+
+
+@pytest.fixture
+def files(settings):
+    return fixture.install(settings.base_directory / "models")
+
+
+def loaders(unet: str = "dev") -> dict:
+    names = fixture.DEFAULT_NAMES
+    return {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": names[unet], "weight_dtype": "default"}},
+        "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": names["clip_l"], "clip_name2": names["t5"],
+                                                         "type": "flux"}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": names["vae"]}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": PROMPT}},
+        "7": {"class_type": "EmptySD3LatentImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 1}},
+        "13": {"class_type": "VAEDecode", "inputs": {"samples": ["12", 0], "vae": ["3", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["13", 0], "filename_prefix": "flux"}},
+    }
+
+
+def dev_workflow(*, guidance=GUIDANCE, sampler="euler") -> dict:
+    """FLUX.1 dev as its full example workflow wires it: guidance on the conditioning, size-dependent shift, the
+    custom-sampling nodes with a BasicGuider (no negative prompt)."""
+    return {**loaders("dev"),
+            "5": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["4", 0], "guidance": guidance}},
+            "6": {"class_type": "ModelSamplingFlux", "inputs": {"model": ["1", 0], "max_shift": 1.15,
+                                                                "base_shift": 0.5, "width": SIZE, "height": SIZE}},
+            "8": {"class_type": "RandomNoise", "inputs": {"noise_seed": SEED}},
+            "10": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}},
+            "11": {"class_type": "BasicScheduler", "inputs": {"model": ["6", 0], "scheduler": "simple",
+                                                              "steps": STEPS, "denoise": 1.0}},
+            "14": {"class_type": "BasicGuider", "inputs": {"model": ["6", 0], "conditioning": ["5", 0]}},
+            "12": {"class_type": "SamplerCustomAdvanced", "inputs": {
+                "noise": ["8", 0], "guider": ["14", 0], "sampler": ["10", 0], "sigmas": ["11", 0],
+                "latent_image": ["7", 0]}}}
+
+
+def schnell_workflow() -> dict:
+    """FLUX.1 schnell as its template wires it: KSampler at cfg 1 with a zeroed-out negative."""
+    return {**loaders("schnell"),
+            "5": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["4", 0]}},
+            "12": {"class_type": "KSampler", "inputs": {
+                "model": ["1", 0], "seed": SEED, "steps": STEPS, "cfg": 1.0, "sampler_name": "euler",
+                "scheduler": "simple", "denoise": 1.0, "positive": ["4", 0], "negative": ["5", 0],
+                "latent_image": ["7", 0]}}}
+
+
+def reference_embeddings(files) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T5 sequence, CLIP-L pooled output) as diffusers' FluxPipeline.encode_prompt makes them: whole-prompt
+    tokenization, T5 padded to the length with no attention mask, CLIP-L's pooler output over 77 tokens."""
+    from engine.models.load import load_clip_file
+    from engine.models.t5 import load_t5_file
+    from engine.text.clip_tokenizer import END_ID, START_ID, clip_tokenizer
+    from engine.text.t5_tokenizer import t5_tokenizer
+
+    text = PROMPT.replace("(autumn leaves:1.0)", "autumn leaves")  # weight 1.0: the same conditioning
+    t5_ids = t5_tokenizer().tokenizer.encode(text).ids  # with the closing </s>
+    t5_ids += [0] * (T5_LENGTH - len(t5_ids))
+    clip_ids = [START_ID] + clip_tokenizer().encode(text) + [END_ID]
+    clip_ids += [END_ID] * (77 - len(clip_ids))
+    t5 = load_t5_file(files["t5"], "cpu", torch.float32).model
+    clip = load_clip_file(files["clip_l"], "cpu", torch.float32).model
+    with torch.no_grad():
+        sequence = t5(torch.tensor([t5_ids])).last_hidden_state
+        pooled = clip(torch.tensor([clip_ids])).pooler_output
+    return sequence, pooled
+
+
+def diffusers_reference(files, unet: str, sigmas: list[float], guidance: float) -> np.ndarray:
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    from engine.models.flux import LATENT_SCALE, LATENT_SHIFT, load_flux, pack
+    from engine.models.load import load_vae_file, open_checkpoint
+
+    cpu = torch.device("cpu")
+    with open_checkpoint(files[unet], cpu) as file:
+        _, transformer = load_flux(file, cpu, torch.float32)
+    vae = load_vae_file(files["vae"], cpu, torch.float32)
+    vae.register_to_config(scaling_factor=LATENT_SCALE, shift_factor=LATENT_SHIFT)
+    # shift 1 and no dynamic shifting: the given sigmas (already shifted as comfyd's schedule has them) are used.
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=None,
+                        tokenizer_2=None, transformer=transformer)
+    sequence, pooled = reference_embeddings(files)
+    noise = torch.randn([1, 16, SIZE // 8, SIZE // 8], generator=torch.manual_seed(SEED))
+    return pipe(prompt_embeds=sequence, pooled_prompt_embeds=pooled, height=SIZE, width=SIZE, sigmas=sigmas,
+                guidance_scale=guidance, latents=pack(noise), output_type="np").images[0]
+
+
+def exponential_shift(mu: float, t: float) -> float:
+    return math.exp(mu) / (math.exp(mu) + (1 / t - 1))
+
+
+def assert_close_to(image: np.ndarray, reference: np.ndarray) -> None:
+    assert image.shape == reference.shape == (SIZE, SIZE, 3)
+    assert image.std() > 0.02, "the image must not be flat for the comparison to mean anything"
+    difference = np.abs(image - reference)
+    assert difference.max() <= 2 / 255 and difference.mean() <= 0.5 / 255, (difference.max(), difference.mean())
+
+
+async def test_flux_dev_matches_diffusers_pipeline(client, settings, files):
+    prompt_id, messages = await run_prompt(client, dev_workflow())
+    assert not of_type(messages, "execution_error"), of_type(messages, "execution_error")
+    assert [p["value"] for p in of_type(messages, "progress") if p["node"] == "12"] == [1, 2, 3]
+    entry = await run_ok(client, dev_workflow())  # the same again, from the cache
+    image = saved(settings, entry)[0].astype(np.float32) / 255
+    # ModelSamplingFlux at 64x64 (16 tokens): mu = 0.5 + (1.15 - 0.5) / 3840 * (16 - 256); the simple schedule
+    # takes every steps-th entry from the top of the 10000-entry table of shifted times.
+    mu = 0.5 + 0.65 / 3840 * (16 - 256)
+    sigmas = [exponential_shift(mu, t) for t in (1.0, 1 - 3333 / 10000, 1 - 6666 / 10000)]
+    assert_close_to(image, diffusers_reference(files, "dev", sigmas, GUIDANCE))
+
+
+async def test_flux_schnell_matches_diffusers_pipeline(client, settings, files):
+    entry = await run_ok(client, schnell_workflow())
+    image = saved(settings, entry)[0].astype(np.float32) / 255
+    # schnell: plain rectified flow, no shift, no guidance input
+    assert_close_to(image, diffusers_reference(files, "schnell", [1.0, 0.667, 0.334], guidance=0.0))
+
+
+async def test_guidance_and_prompt_reach_the_model(client, settings, files):
+    base = saved(settings, await run_ok(client, dev_workflow()))[0].astype(int)
+    stronger = saved(settings, await run_ok(client, dev_workflow(guidance=1.0)))[0].astype(int)
+    assert np.abs(base - stronger).mean() > 0.5, "FluxGuidance must reach the guidance embedder"
+    other = dev_workflow()
+    other["4"] = {"class_type": "CLIPTextEncodeFlux", "inputs": {"clip": ["2", 0], "clip_l": PROMPT,
+                                                                 "t5xxl": "a lighthouse on a cliff", "guidance": 3.5}}
+    changed = saved(settings, await run_ok(client, other))[0].astype(int)
+    assert np.abs(base - changed).mean() > 0.5, "the T5 prompt must reach the model"
+    for sampler in ("dpmpp_2m", "euler_ancestral"):
+        image = saved(settings, await run_ok(client, dev_workflow(sampler=sampler)))[0]
+        assert image.shape == (SIZE, SIZE, 3) and image.std() > 0
+
+
+async def test_sdxl_conditioning_on_flux_is_a_clear_error(client, settings, files):
+    from tests.fixtures.checkpoints import write_sdxl
+
+    write_sdxl(settings.base_directory / "models" / "checkpoints" / "xl.safetensors")  # 80-wide conditioning
+    prompt = schnell_workflow()
+    prompt["20"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl.safetensors"}}
+    prompt["4"]["inputs"]["clip"] = ["20", 1]
+    _, messages = await run_prompt(client, prompt)
+    error = of_type(messages, "execution_error")[0]
+    assert error["node_id"] == "12" and "DualCLIPLoader type flux" in error["exception_message"]
+    assert (await run_ok(client, schnell_workflow()))["status"]["status_str"] == "success"  # still serving
