@@ -22,11 +22,27 @@ def cached_model(folder: str, name: str, build, *, kind: str | None = None):
     return manager.cached(kind or folder, path, lambda: build(path, manager))
 
 
+def _flux_checkpoint(file, manager, name: str):
+    from engine.models.flux import FluxModel, load_flux_checkpoint
+
+    loaded = load_flux_checkpoint(file, manager.load_device, {
+        "model": manager.bf16_or_fp32(), "clip_l": manager.text_dtype(), "t5xxl": manager.bf16_or_fp32(),
+        "vae": manager.vae_dtype()})
+    return (FluxModel(loaded.transformer, manager=manager, name=name),
+            TextEncoder(loaded.text_encoders, "flux", embedding_roots=folders.active().paths("embeddings"),
+                        manager=manager),
+            VAE(loaded.vae, manager=manager, name=name))
+
+
 def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
     """(MODEL, CLIP | None, VAE | None) for a checkpoint in models/checkpoints, cached while the file is unchanged."""
-    from engine.models.load import load_checkpoint
+    from engine.models import flux
+    from engine.models.load import load_checkpoint, open_checkpoint
 
     def build(path, manager):
+        with open_checkpoint(path, manager.load_device) as file:
+            if flux.find_prefix(file.shapes) is not None:
+                return _flux_checkpoint(file, manager, name)
         loaded = load_checkpoint(path, manager.load_device, manager.unet_dtype())
         spec = loaded.spec
         model = DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor, zsnr=spec.zsnr,

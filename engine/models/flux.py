@@ -159,6 +159,41 @@ def load_flux(file, device: torch.device, dtype: torch.dtype):
     return spec, build_flux(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
 
 
+CLIP_L_PREFIX = "text_encoders.clip_l.transformer."
+
+
+@dataclass
+class FluxCheckpoint:
+    transformer: torch.nn.Module
+    text_encoders: dict  # {"l": CLIPTextModel, "t5xxl": T5EncoderModel}
+    vae: torch.nn.Module
+
+
+def load_flux_checkpoint(file, device: torch.device, dtypes: dict[str, torch.dtype]) -> FluxCheckpoint:
+    """An all-in-one FLUX file (``load.open_checkpoint``): the transformer, CLIP-L and T5-XXL under
+    ``text_encoders.``, the FLUX VAE under ``vae.``; ``dtypes`` by part: "model", "clip_l", "t5xxl", "vae"."""
+    from . import t5
+    from .detect import detect_text_encoder, detect_vae
+    from .load import build_text_encoder, build_vae
+
+    def reader(part):
+        return CastingReader(file.shapes, file.read, device, dtypes[part])
+
+    clip_spec = detect_text_encoder(file.shapes, CLIP_L_PREFIX, "l")
+    t5_spec = t5.detect_t5(file.shapes)
+    vae_spec = detect_vae(file.shapes, ("vae.",))
+    missing = [what for what, spec in (("CLIP-L", clip_spec), ("T5-XXL", t5_spec), ("VAE", vae_spec)) if spec is None]
+    if missing:
+        raise unrecognised(file.name, f"a FLUX checkpoint without its {' and '.join(missing)} (load the diffusion "
+                                      "model with UNETLoader and the rest with DualCLIPLoader / VAELoader)")
+    spec = detect_flux(file.shapes, file.name)
+    return FluxCheckpoint(
+        transformer=build_flux(spec, reader("model"), name=file.name),
+        text_encoders={"l": build_text_encoder(clip_spec, reader("clip_l"), name=file.name).model,
+                       "t5xxl": t5.build_t5(t5_spec, reader("t5xxl"), name=file.name)},
+        vae=build_vae(vae_spec, reader("vae"), name=file.name))
+
+
 class FluxLatents:
     """The FLUX VAE's latent space (16 channels, shifted and scaled), shared by the models that use it."""
 

@@ -169,3 +169,34 @@ async def test_sdxl_conditioning_on_flux_is_a_clear_error(client, settings, file
     error = of_type(messages, "execution_error")[0]
     assert error["node_id"] == "12" and "DualCLIPLoader type flux" in error["exception_message"]
     assert (await run_ok(client, schnell_workflow()))["status"]["status_str"] == "success"  # still serving
+
+
+async def test_all_in_one_checkpoint_equals_its_parts(client, settings):
+    """CheckpointLoaderSimple on an fp8 all-in-one file gives the image that the three separate loaders give on
+    the same tensors split into their own files (prefixes stripped)."""
+    from safetensors.torch import load_file, save_file
+
+    models = settings.base_directory / "models"
+    (models / "checkpoints").mkdir(parents=True, exist_ok=True)
+    checkpoint = fixture.write_flux_checkpoint(models / "checkpoints" / "flux1-dev-fp8.safetensors", seed=3)
+    tensors = load_file(str(checkpoint))
+    parts = {("diffusion_models", "split-dev.safetensors"): "model.diffusion_model.",
+             ("text_encoders", "split-clip.safetensors"): "text_encoders.clip_l.transformer.",
+             ("text_encoders", "split-t5.safetensors"): "text_encoders.t5xxl.transformer.",
+             ("vae", "split-vae.safetensors"): "vae."}
+    for (folder, name), prefix in parts.items():
+        (models / folder).mkdir(exist_ok=True)
+        save_file({k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)},
+                  str(models / folder / name))
+    separate = schnell_workflow()
+    separate["1"]["inputs"]["unet_name"] = "split-dev.safetensors"
+    separate["2"]["inputs"].update(clip_name1="split-t5.safetensors", clip_name2="split-clip.safetensors")
+    separate["3"]["inputs"]["vae_name"] = "split-vae.safetensors"
+    combined = schnell_workflow()
+    combined["1"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux1-dev-fp8.safetensors"}}
+    combined["4"]["inputs"]["clip"] = ["1", 1]
+    combined["13"]["inputs"]["vae"] = ["1", 2]
+    for unused in ("2", "3"):
+        del combined[unused]
+    images = [saved(settings, await run_ok(client, prompt))[0] for prompt in (separate, combined)]
+    assert images[0].std() > 0 and np.array_equal(images[0], images[1])

@@ -25,7 +25,8 @@ TEMPLATES = [
     "sdxl_simple_example", "sdxlturbo_example", "sdxl_refiner_prompt_example", "sdxl_revision_text_prompts",
     "sdxl_revision_zero_positive", "image_sdxl_simple", "basic_mask_operations_and_compositing",
     # other model families
-    "image_z_image_turbo",
+    "image_z_image_turbo", "flux_schnell", "flux_dev_checkpoint_example", "flux_dev_full_text_to_image",
+    "flux_schnell_full_text_to_image", "flux1_krea_dev",
 ]
 IMAGE_OUTPUTS = {"SaveImage", "PreviewImage", "MaskPreview"}
 
