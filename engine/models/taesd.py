@@ -18,7 +18,7 @@ from .detect import CheckpointError
 from .load import CastingReader, assemble, open_checkpoint
 
 # Latent space -> the TAESD that decodes it (its files are <name>_decoder.* / <name>_encoder.*).
-SPACES = {"sd": "taesd", "sdxl": "taesdxl", "flux": "taef1"}
+SPACES = {"sd": "taesd", "sdxl": "taesdxl", "flux": "taef1", "sd3": "taesd3"}
 # VAELoader's TAESD entries -> (scale, shift) between their latents and the full VAE's raw latents.
 LATENT_STATISTICS = {"taesd": (0.18215, 0.0), "taesdxl": (0.13025, 0.0), "taesd3": (1.5305, 0.0609),
                      "taef1": (0.3611, 0.1159)}

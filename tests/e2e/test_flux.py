@@ -9,11 +9,13 @@ the VAE, none of which a random-weight picture can show.
 """
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.conftest import of_type, run_prompt
 from tests.e2e.test_families import run_ok
@@ -125,9 +127,11 @@ def assert_close_to(image: np.ndarray, reference: np.ndarray) -> None:
 
 
 async def test_flux_dev_matches_diffusers_pipeline(client, settings, files):
-    prompt_id, messages = await run_prompt(client, dev_workflow())
+    prompt_id, messages = await run_prompt(client, dev_workflow(), extra_data={"preview_method": "latent2rgb"})
     assert not of_type(messages, "execution_error"), of_type(messages, "execution_error")
     assert [p["value"] for p in of_type(messages, "progress") if p["node"] == "12"] == [1, 2, 3]
+    previews = [Image.open(io.BytesIO(m[8:])) for m in messages if isinstance(m, bytes)]
+    assert len(previews) == 3 and previews[0].size == (SIZE // 8, SIZE // 8)  # 16 latent channels to RGB
     entry = await run_ok(client, dev_workflow())  # the same again, from the cache
     image = saved(settings, entry)[0].astype(np.float32) / 255
     # ModelSamplingFlux at 64x64 (16 tokens): mu = 0.5 + (1.15 - 0.5) / 3840 * (16 - 256); the simple schedule
