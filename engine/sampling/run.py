@@ -3,6 +3,7 @@ guidance, the sampler, progress and previews, for a DiffusionModel and LATENT / 
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 
@@ -11,6 +12,8 @@ from . import ksampler, noise as noise_mod, schedules
 from .guidance import (CFGDenoiser, add_opposite_areas, prepare, share_control_with_uncond,
                        share_gligen_with_uncond)
 from .preview import previewer
+
+log = logging.getLogger("comfyd.sampling")
 
 
 @dataclasses.dataclass
@@ -83,13 +86,21 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
     to_image = previewer(ctx.preview_method, model.family, model.manager) if ctx is not None else None
     last = {}
 
+    def preview_of(x0):
+        nonlocal to_image
+        try:
+            return "JPEG", to_image(x0), 512
+        except Exception:  # a preview is a nicety: it must never fail the prompt
+            log.warning("live preview failed; no more previews in this run", exc_info=True)
+            to_image = None
+            return None
+
     def on_step(info):
         last["x0"] = info["denoised"]
         if ctx is None:
             return
         ctx.check_interrupted()
-        preview = ("JPEG", to_image(info["denoised"]), 512) if to_image is not None else None
-        ctx.progress(info["i"] + 1, total, preview)
+        ctx.progress(info["i"] + 1, total, preview_of(info["denoised"]) if to_image is not None else None)
 
     samples = ksampler.sample(sampler.name, denoiser, initial_noise, latent_image, sigmas, seed=noise.seed,
                               denoise_mask=mask, callback=on_step, options=sampler.options)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import struct
 
 import pytest
@@ -141,3 +142,18 @@ async def test_pixel_space_vae_passes_the_image_through(client, settings):
     image = (await wait_history(client, prompt_id))["outputs"]["6"]["images"][0]
     saved = np.asarray(Image.open(settings.base_directory / "output" / image["filename"])).astype(int)
     assert np.abs(saved - pixels[::-1].astype(int)).max() <= 1
+
+
+async def test_a_failing_preview_does_not_fail_the_prompt(client, checkpoint, monkeypatch, caplog):
+    from engine.sampling import preview
+
+    def broken(x0, family):
+        raise RuntimeError("no factors for this latent space")
+
+    monkeypatch.setattr(preview, "latent_to_image", broken)
+    with caplog.at_level(logging.WARNING, logger="comfyd.sampling"):
+        prompt_id, messages = await run_prompt(client, default_workflow(checkpoint, steps=3))
+    assert not [m for m in messages if isinstance(m, bytes)]
+    assert len([m for m in messages if isinstance(m, dict) and m["type"] == "progress"]) == 3
+    assert any(m["type"] == "execution_success" for m in messages if isinstance(m, dict))
+    assert sum("live preview failed" in r.message for r in caplog.records) == 1
