@@ -231,7 +231,7 @@ def run_diffusers_z_image(args) -> dict:
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     files = model_files(args)
     with open_checkpoint(files["diffusion_models"], device) as file:
-        transformer = load_z_image(file, device, dtype)
+        _, transformer = load_z_image(file, device, dtype)
     _, text_model = load_qwen_file(files["text_encoders"], device, dtype)
     vae = load_vae_file(files["vae"], device, dtype)
     vae.register_to_config(scaling_factor=LATENT_SCALE, shift_factor=LATENT_SHIFT)

@@ -22,27 +22,40 @@ def cached_model(folder: str, name: str, build, *, kind: str | None = None):
     return manager.cached(kind or folder, path, lambda: build(path, manager))
 
 
-def _flux_checkpoint(file, manager, name: str):
-    from engine.models.flux import FluxModel, load_flux_checkpoint
+def _dit_family(shapes):
+    """(load, MODEL class) of the DiT family whose keys ``shapes`` holds, or None for UNet files."""
+    from engine.models import flux, sd3, z_image
 
-    loaded = load_flux_checkpoint(file, manager.load_device, {
-        "model": manager.bf16_or_fp32(), "clip_l": manager.text_dtype(), "t5xxl": manager.bf16_or_fp32(),
-        "vae": manager.vae_dtype()})
-    return (FluxModel(loaded.transformer, manager=manager, name=name),
-            TextEncoder(loaded.text_encoders, "flux", embedding_roots=folders.active().paths("embeddings"),
-                        manager=manager),
-            VAE(loaded.vae, manager=manager, name=name))
+    families = ((z_image.find_prefix, z_image.load_z_image, z_image.ZImageModel),
+                (flux.find_prefix, flux.load_flux, flux.FluxModel), (sd3.find_prefix, sd3.load_sd3, sd3.SD3Model))
+    return next(((load, cls) for find, load, cls in families if find(shapes) is not None), None)
+
+
+def _dit_checkpoint(file, manager, name: str, load, model_class):
+    """(MODEL, CLIP or None, VAE) of an all-in-one FLUX / SD3 file."""
+    from engine.models.dit_checkpoint import load_companions
+
+    companions = load_companions(file, manager.load_device, {
+        "clip": manager.text_dtype(), "t5xxl": manager.bf16_or_fp32(), "vae": manager.vae_dtype()})
+    model = model_class(load(file, manager.load_device, manager.bf16_or_fp32())[1], manager=manager, name=name)
+    encoders = companions.text_encoders
+    if model.family == "flux" and set(encoders) != {"l", "t5xxl"}:
+        raise ValueError(f"{name}: a FLUX checkpoint needs its CLIP-L and T5-XXL text encoders; "
+                         f"it has {sorted(encoders)}")
+    clip = TextEncoder(encoders, model.family, embedding_roots=folders.active().paths("embeddings"),
+                       manager=manager) if encoders else None
+    return model, clip, VAE(companions.vae, manager=manager, name=name)
 
 
 def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
     """(MODEL, CLIP | None, VAE | None) for a checkpoint in models/checkpoints, cached while the file is unchanged."""
-    from engine.models import flux
     from engine.models.load import load_checkpoint, open_checkpoint
 
     def build(path, manager):
         with open_checkpoint(path, manager.load_device) as file:
-            if flux.find_prefix(file.shapes) is not None:
-                return _flux_checkpoint(file, manager, name)
+            family = _dit_family(file.shapes)
+            if family is not None:
+                return _dit_checkpoint(file, manager, name, *family)
         loaded = load_checkpoint(path, manager.load_device, manager.unet_dtype())
         spec = loaded.spec
         model = DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor, zsnr=spec.zsnr,
@@ -106,17 +119,15 @@ class UNETLoader:
     CATEGORY = "advanced/loaders"
 
     def load_unet(self, unet_name, weight_dtype="default"):
-        from engine.models import flux, z_image
         from engine.models.load import load_unet_file, open_checkpoint
 
         def build(path, manager):
             with open_checkpoint(path, manager.load_device) as file:
-                if z_image.find_prefix(file.shapes) is not None:
-                    transformer = z_image.load_z_image(file, manager.load_device, manager.bf16_or_fp32())
-                    return z_image.ZImageModel(transformer, manager=manager, name=unet_name)
-                if flux.find_prefix(file.shapes) is not None:
-                    _, transformer = flux.load_flux(file, manager.load_device, manager.bf16_or_fp32())
-                    return flux.FluxModel(transformer, manager=manager, name=unet_name)
+                family = _dit_family(file.shapes)
+                if family is not None:
+                    load, model_class = family
+                    _, network = load(file, manager.load_device, manager.bf16_or_fp32())
+                    return model_class(network, manager=manager, name=unet_name)
             loaded = load_unet_file(path, manager.load_device, manager.unet_dtype())
             spec = loaded.spec
             return DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor,
@@ -181,6 +192,8 @@ def _qwen_text_encoder(name: str):
 
 # DualCLIPLoader's types: the encoders each needs, by token key.
 PAIRS = {"sdxl": {"l": "a CLIP-L", "g": "a CLIP-G"}, "flux": {"l": "a CLIP-L", "t5xxl": "a T5-XXL"}}
+# SD3 takes any one, two or all three of these, each at most once.
+SD3_ENCODERS = {"l": "CLIP-L", "g": "CLIP-G", "t5xxl": "T5-XXL"}
 
 
 def _load_text_encoder(path, manager):
@@ -193,15 +206,21 @@ def _load_text_encoder(path, manager):
     return load_clip_file(path, manager.load_device, manager.text_dtype())
 
 
-def _text_encoder(names: list[str], family: str):
+def text_encoder_files(names: list[str], family: str):
+    """The CLIP of the text-encoder files ``names`` (models/text_encoders) for a CLIPLoader-style ``family``."""
     if family == "lumina2":
         return _qwen_text_encoder(names[0])
     manager = context.model_manager()
-    models = {}
+    models, kinds = {}, []
     for name in names:
         loaded = cached_model("text_encoders", name, _load_text_encoder)
         models[loaded.name] = loaded.model
-    if family == "stable_diffusion":
+        kinds.append(loaded.name)
+    if family == "sd3":
+        if len(models) < len(kinds) or not set(models) <= set(SD3_ENCODERS):
+            raise ValueError(f"sd3 takes different text encoders out of {', '.join(SD3_ENCODERS.values())}; "
+                             f"got {kinds}")
+    elif family == "stable_diffusion":
         family = {"l": "sd1", "h": "sd2", "g": "sdxl_refiner"}.get(next(iter(models)))
         if family is None:
             raise ValueError("stable_diffusion needs a CLIP text encoder; got a T5")
@@ -212,7 +231,7 @@ def _text_encoder(names: list[str], family: str):
 
 class CLIPLoader:
     # lumina2: the Qwen3 4B encoder of Z-Image (Lumina 2's own Gemma 2 encoder is not supported).
-    TYPES = ["stable_diffusion", "lumina2"]
+    TYPES = ["stable_diffusion", "sd3", "lumina2"]
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -223,14 +242,14 @@ class CLIPLoader:
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
     CATEGORY = "advanced/loaders"
-    DESCRIPTION = "[Recipes]\n\nstable_diffusion: clip-l\nlumina2: qwen_3_4b (Z-Image)"
+    DESCRIPTION = "[Recipes]\n\nstable_diffusion: clip-l\nsd3: t5 xxl/ clip-g / clip-l\nlumina2: qwen_3_4b (Z-Image)"
 
     def load_clip(self, clip_name, type="stable_diffusion", device="default"):
-        return (_text_encoder([clip_name], type),)
+        return (text_encoder_files([clip_name], type),)
 
 
 class DualCLIPLoader:
-    TYPES = ["sdxl", "flux"]
+    TYPES = ["sdxl", "sd3", "flux"]
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -241,10 +260,10 @@ class DualCLIPLoader:
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
     CATEGORY = "advanced/loaders"
-    DESCRIPTION = "[Recipes]\n\nsdxl: clip-l, clip-g\nflux: clip-l, t5"
+    DESCRIPTION = "[Recipes]\n\nsdxl: clip-l, clip-g\nsd3: clip-l, clip-g / clip-l, t5 / clip-g, t5\nflux: clip-l, t5"
 
     def load_clip(self, clip_name1, clip_name2, type="sdxl", device="default"):
-        return (_text_encoder([clip_name1, clip_name2], type),)
+        return (text_encoder_files([clip_name1, clip_name2], type),)
 
 
 NODE_CLASS_MAPPINGS = {

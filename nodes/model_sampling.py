@@ -6,7 +6,27 @@ from engine.sampling.model_sampling import FlowModelSampling, FluxModelSampling,
 from .image import MAX_RESOLUTION
 
 
-class ModelSamplingAuraFlow:
+class ModelSamplingSD3:
+    """Rectified-flow sampling with the network's timestep 1000 * sigma (SD3 / SD3.5), its time schedule shifted
+    by `shift`."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",),
+                             "shift": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 100.0, "step": 0.01})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "advanced/model"
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_model_advanced"
+
+    def patch(self, model, shift, multiplier=1000):
+        model = model.clone()
+        model.model_sampling = FlowModelSampling(shift=shift, multiplier=multiplier)
+        return (model,)
+
+
+class ModelSamplingAuraFlow(ModelSamplingSD3):
     """Rectified-flow sampling with the network's timestep equal to sigma, its time schedule shifted by `shift`
     (AuraFlow, Lumina 2, Z-Image). Higher shifts spend more of the steps at high noise."""
 
@@ -15,15 +35,10 @@ class ModelSamplingAuraFlow:
         return {"required": {"model": ("MODEL",),
                              "shift": ("FLOAT", {"default": 1.73, "min": 0.0, "max": 100.0, "step": 0.01})}}
 
-    RETURN_TYPES = ("MODEL",)
     FUNCTION = "patch_aura"
-    CATEGORY = "advanced/model"
-    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_model_advanced"
 
     def patch_aura(self, model, shift):
-        model = model.clone()
-        model.model_sampling = FlowModelSampling(shift=shift, multiplier=1.0)
-        return (model,)
+        return self.patch(model, shift, multiplier=1.0)
 
 
 class ModelSamplingFlux:
@@ -49,4 +64,5 @@ class ModelSamplingFlux:
         return (model,)
 
 
-NODE_CLASS_MAPPINGS = {"ModelSamplingAuraFlow": ModelSamplingAuraFlow, "ModelSamplingFlux": ModelSamplingFlux}
+NODE_CLASS_MAPPINGS = {"ModelSamplingAuraFlow": ModelSamplingAuraFlow, "ModelSamplingSD3": ModelSamplingSD3,
+                       "ModelSamplingFlux": ModelSamplingFlux}

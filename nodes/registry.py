@@ -35,6 +35,7 @@ BUILTIN_MODULES = (
     "nodes.style_model",
     "nodes.model_sampling",
     "nodes.flux",
+    "nodes.sd3",
 )
 
 

@@ -17,14 +17,24 @@ REFINER_NEGATIVE_SCORE = 2.5
 BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
 
 
+def pad_to_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """A latent padded at the bottom / right to whole ``patch`` x ``patch`` tiles by wrapping around, as ComfyUI
+    pads DiT inputs (the caller cuts the output back)."""
+    height, width = x.shape[-2:]
+    return torch.nn.functional.pad(x, (0, -width % patch, 0, -height % patch), mode="circular")
+
+
 class DiffusionModel:
     """What MODEL outputs carry. Cloning shares the network; weight patches (LoRA) live on the clone."""
 
-    def __init__(self, unet, family: str, prediction: str, latent_scale: float, *, zsnr: bool = False,
-                 manager=None, name: str = ""):
+    latent_channels = 4  # of the VAE latents it samples (a latent with other channels is fitted to them)
+
+    def __init__(self, unet, family: str, prediction: str, latent_scale: float, *, latent_shift: float = 0.0,
+                 zsnr: bool = False, manager=None, name: str = ""):
         self.unet = unet
         self.family = family
         self.latent_scale = latent_scale
+        self.latent_shift = latent_shift  # the VAE's latent mean, taken out before scaling (FLUX / SD3 VAEs)
         self.model_sampling: ModelSampling = discrete_model_sampling(prediction, zsnr=zsnr)
         self.manager = manager
         self.name = name
@@ -55,10 +65,10 @@ class DiffusionModel:
         return config.projection_class_embeddings_input_dim
 
     def process_latent_in(self, latent: torch.Tensor) -> torch.Tensor:
-        return latent * self.latent_scale
+        return (latent - self.latent_shift) * self.latent_scale
 
     def process_latent_out(self, latent: torch.Tensor) -> torch.Tensor:
-        return latent / self.latent_scale
+        return latent / self.latent_scale + self.latent_shift
 
     def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, *, width: int, height: int,
                     prompt_type: str = "positive", latent_image=None, denoise_mask=None, seed: int = 0) -> dict:

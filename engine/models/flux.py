@@ -19,7 +19,7 @@ import torch
 
 from ..sampling.model_sampling import FlowModelSampling, FluxModelSampling
 from .detect import Shapes, count_indices, unrecognised
-from .diffusion import DiffusionModel
+from .diffusion import DiffusionModel, pad_to_patches
 from .load import CastingReader, assemble
 
 PREFIXES = ("model.diffusion_model.", "")
@@ -159,53 +159,6 @@ def load_flux(file, device: torch.device, dtype: torch.dtype):
     return spec, build_flux(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
 
 
-CLIP_L_PREFIX = "text_encoders.clip_l.transformer."
-
-
-@dataclass
-class FluxCheckpoint:
-    transformer: torch.nn.Module
-    text_encoders: dict  # {"l": CLIPTextModel, "t5xxl": T5EncoderModel}
-    vae: torch.nn.Module
-
-
-def load_flux_checkpoint(file, device: torch.device, dtypes: dict[str, torch.dtype]) -> FluxCheckpoint:
-    """An all-in-one FLUX file (``load.open_checkpoint``): the transformer, CLIP-L and T5-XXL under
-    ``text_encoders.``, the FLUX VAE under ``vae.``; ``dtypes`` by part: "model", "clip_l", "t5xxl", "vae"."""
-    from . import t5
-    from .detect import detect_text_encoder, detect_vae
-    from .load import build_text_encoder, build_vae
-
-    def reader(part):
-        return CastingReader(file.shapes, file.read, device, dtypes[part])
-
-    clip_spec = detect_text_encoder(file.shapes, CLIP_L_PREFIX, "l")
-    t5_spec = t5.detect_t5(file.shapes)
-    vae_spec = detect_vae(file.shapes, ("vae.",))
-    missing = [what for what, spec in (("CLIP-L", clip_spec), ("T5-XXL", t5_spec), ("VAE", vae_spec)) if spec is None]
-    if missing:
-        raise unrecognised(file.name, f"a FLUX checkpoint without its {' and '.join(missing)} (load the diffusion "
-                                      "model with UNETLoader and the rest with DualCLIPLoader / VAELoader)")
-    spec = detect_flux(file.shapes, file.name)
-    return FluxCheckpoint(
-        transformer=build_flux(spec, reader("model"), name=file.name),
-        text_encoders={"l": build_text_encoder(clip_spec, reader("clip_l"), name=file.name).model,
-                       "t5xxl": t5.build_t5(t5_spec, reader("t5xxl"), name=file.name)},
-        vae=build_vae(vae_spec, reader("vae"), name=file.name))
-
-
-class FluxLatents:
-    """The FLUX VAE's latent space (16 channels, shifted and scaled), shared by the models that use it."""
-
-    latent_channels = 16
-
-    def process_latent_in(self, latent: torch.Tensor) -> torch.Tensor:
-        return (latent - LATENT_SHIFT) * LATENT_SCALE
-
-    def process_latent_out(self, latent: torch.Tensor) -> torch.Tensor:
-        return latent / LATENT_SCALE + LATENT_SHIFT
-
-
 def pack(x: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] (H, W even) -> [B, H/2 * W/2, C * 4] patch tokens, rows first."""
     b, c, h, w = x.shape
@@ -227,11 +180,14 @@ def image_ids(height: int, width: int, device: torch.device) -> torch.Tensor:
     return torch.cat((torch.zeros_like(grid[:, :1]), grid), dim=1)
 
 
-class FluxModel(FluxLatents, DiffusionModel):
+class FluxModel(DiffusionModel):
     """A FLUX transformer as MODEL (``unet`` holds the network, so the model manager and LoRA patches apply)."""
 
+    latent_channels = 16
+
     def __init__(self, transformer, *, manager=None, name: str = ""):
-        super().__init__(transformer, "flux", "eps", LATENT_SCALE, manager=manager, name=name)
+        super().__init__(transformer, "flux", "eps", LATENT_SCALE, latent_shift=LATENT_SHIFT, manager=manager,
+                         name=name)
         self.guidance_embed = bool(transformer.config.guidance_embeds)
         self.model_sampling = FluxModelSampling(DEV_SHIFT) if self.guidance_embed \
             else FlowModelSampling(shift=1.0, multiplier=1.0)
@@ -259,8 +215,7 @@ class FluxModel(FluxLatents, DiffusionModel):
         sigma = sigma.to(x.device)
         dtype = self.dtype
         height, width = x.shape[-2:]
-        # Odd sizes are padded to whole patches by wrapping around, as ComfyUI does; the padding is cut off after.
-        padded = torch.nn.functional.pad(x, (0, width % PATCH, 0, height % PATCH), mode="circular")
+        padded = pad_to_patches(x, PATCH)
         with self.manager.running(self) if self.manager else contextlib.nullcontext():
             text = c_crossattn.to(x.device, dtype)
             output = self.unet(

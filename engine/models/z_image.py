@@ -20,7 +20,7 @@ import torch
 from ..sampling.model_sampling import FlowModelSampling
 from .detect import Shapes, count_indices, unrecognised
 from .diffusion import DiffusionModel
-from .flux import LATENT_SCALE, FluxLatents  # Z-Image uses the FLUX VAE
+from .flux import LATENT_SCALE, LATENT_SHIFT  # Z-Image uses the FLUX VAE
 from .load import CastingReader, assemble
 
 PREFIXES = ("model.diffusion_model.", "")
@@ -84,16 +84,19 @@ def build_z_image(spec: ZImageSpec, tensors, *, name: str):
 
 
 def load_z_image(file, device: torch.device, dtype: torch.dtype):
-    """The transformer of an open Z-Image file (``load.open_checkpoint``)."""
+    """(ZImageSpec, transformer) of an open Z-Image file (``load.open_checkpoint``)."""
     spec = detect_z_image(file.shapes, file.name)
-    return build_z_image(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
+    return spec, build_z_image(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
 
 
-class ZImageModel(FluxLatents, DiffusionModel):
+class ZImageModel(DiffusionModel):
     """A Z-Image transformer as MODEL (``unet`` holds the network, so the model manager and LoRA patches apply)."""
 
+    latent_channels = 16
+
     def __init__(self, transformer, *, manager=None, name: str = ""):
-        super().__init__(transformer, "z_image", "eps", LATENT_SCALE, manager=manager, name=name)
+        super().__init__(transformer, "z_image", "eps", LATENT_SCALE, latent_shift=LATENT_SHIFT, manager=manager,
+                         name=name)
         self.model_sampling = FlowModelSampling(shift=DEFAULT_SHIFT, multiplier=1.0)
 
     def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, **unused) -> dict:

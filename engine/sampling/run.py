@@ -55,7 +55,7 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
         -> tuple[dict, dict]:
     """(output LATENT, denoised-x0 LATENT) for sampling `latent` down `sigmas`."""
     model = guider.model
-    latent_image = match_channels(latent["samples"], getattr(model, "latent_channels", 4))
+    latent_image = match_channels(latent["samples"], model.latent_channels)
     out = dict(latent, samples=latent_image)
     if sigmas.shape[-1] <= 1:  # nothing to run: the latent passes through
         return out, out

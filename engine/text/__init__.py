@@ -3,7 +3,7 @@
 from .clip_tokenizer import END_ID, START_ID, ClipTokenizer, clip_tokenizer
 from .encode import Conditioning, WindowEncoder, encode_chunks, encode_prompt, join_encoders
 from .hf_encoder import HFClipEncoder, choose_layer
-from .profiles import SD1_CLIP_L, SD2_CLIP_H, SDXL_CLIP_G, SDXL_CLIP_L, T5_XXL, ClipProfile
+from .profiles import SD1_CLIP_L, SD2_CLIP_H, SD3_CLIP_L, SD3_T5_XXL, SDXL_CLIP_G, SDXL_CLIP_L, T5_XXL, ClipProfile
 from .prompt_tokens import Chunk, EmbeddingLookup, tokenize_prompt
 from .prompt_weights import WeightedText, parse_prompt_weights
 from .t5_encoder import T5Encoder
@@ -14,6 +14,8 @@ __all__ = [
     "START_ID",
     "SD1_CLIP_L",
     "SD2_CLIP_H",
+    "SD3_CLIP_L",
+    "SD3_T5_XXL",
     "SDXL_CLIP_G",
     "SDXL_CLIP_L",
     "T5_XXL",

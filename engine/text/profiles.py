@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import t5_tokenizer
 from .clip_tokenizer import END_ID, START_ID, clip_tokenizer
@@ -51,6 +51,8 @@ SDXL_CLIP_L = ClipProfile(
     "l", pad_id=END_ID, layer_idx=-2, norm_hidden=False, projected_pooled=True,
     embedding_size=768, embedding_key="clip_l",
 )
+# SD3 reads CLIP-L as SDXL does but keeps its pooled output unprojected.
+SD3_CLIP_L = replace(SDXL_CLIP_L, projected_pooled=False)
 # Also the SDXL refiner's only encoder.
 SDXL_CLIP_G = ClipProfile(
     "g", pad_id=0, layer_idx=-2, norm_hidden=False, projected_pooled=True,
@@ -62,3 +64,5 @@ T5_XXL = ClipProfile(
     embedding_size=4096, embedding_key="t5xxl", start_id=None, end_id=t5_tokenizer.END_ID, max_length=None,
     min_length=256, tokenizer=t5_tokenizer.t5_tokenizer,
 )
+# SD3's T5-XXL: the same, padded to 77 tokens only.
+SD3_T5_XXL = replace(T5_XXL, min_length=77)

@@ -26,7 +26,7 @@ TEMPLATES = [
     "sdxl_revision_zero_positive", "image_sdxl_simple", "basic_mask_operations_and_compositing",
     # other model families
     "image_z_image_turbo", "flux_schnell", "flux_dev_checkpoint_example", "flux_dev_full_text_to_image",
-    "flux_schnell_full_text_to_image", "flux1_krea_dev",
+    "flux_schnell_full_text_to_image", "flux1_krea_dev", "sd3.5_simple_example",
 ]
 IMAGE_OUTPUTS = {"SaveImage", "PreviewImage", "MaskPreview"}
 

@@ -65,7 +65,7 @@ def diffusers_reference(files, size=64, sigmas=SIGMAS, latents=None) -> np.ndarr
 
     cpu = torch.device("cpu")
     with open_checkpoint(files["diffusion_models"], cpu) as file:
-        transformer = load_z_image(file, cpu, torch.float32)
+        _, transformer = load_z_image(file, cpu, torch.float32)
     _, text_encoder = load_qwen_file(files["text_encoders"], cpu, torch.float32)
     vae = load_vae_file(files["vae"], cpu, torch.float32)
     vae.register_to_config(scaling_factor=LATENT_SCALE, shift_factor=LATENT_SHIFT)

@@ -32,7 +32,7 @@ def test_dual_clip_loader_types_follow_upstream_order():
     upstream = json.loads(CAPTURE.read_text())["body_json"]["DualCLIPLoader"]
     types = upstream["input"]["required"]["type"][0]
     assert loaders.DualCLIPLoader.TYPES == [t for t in types if t in loaders.DualCLIPLoader.TYPES]
-    assert loaders.DualCLIPLoader.TYPES[:2] == ["sdxl", "flux"]
+    assert loaders.DualCLIPLoader.TYPES[:3] == ["sdxl", "sd3", "flux"]
     ours = loaders.DualCLIPLoader.DESCRIPTION.split("\n")
     assert ours[:2] == upstream["description"].split("\n")[:2]
     assert set(ours) <= set(upstream["description"].split("\n"))

@@ -472,7 +472,7 @@ def z_image(tmp_path_factory):
     folder = tmp_path_factory.mktemp("z_image")
     z_path, q_path = zfx.write_z_image(folder / "z.safetensors"), zfx.write_qwen(folder / "q.safetensors")
     with open_checkpoint(z_path, torch.device("cpu")) as file:
-        transformer = load_z_image(file, torch.device("cpu"), torch.float32)
+        _, transformer = load_z_image(file, torch.device("cpu"), torch.float32)
     _, qwen = load_qwen_file(q_path, "cpu", torch.float32)
     tensors = {k.removeprefix("model.diffusion_model."): v.float() for k, v in load_file(z_path).items()}
     tensors.update({"qwen." + k.removeprefix("model."): v.float() for k, v in load_file(q_path).items()})

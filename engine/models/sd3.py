@@ -1,0 +1,138 @@
+"""Stable Diffusion 3 / 3.5 (Stability's MMDiT: SD3 medium, SD3.5 large / large turbo / medium) behind MODEL.
+
+Files are the original layout ComfyUI loads (``x_embedder.proj``, ``pos_embed``, ``joint_blocks.N.{x,context}_block``,
+``final_layer``, bare or under ``model.diffusion_model.``); diffusers' single-file converter maps them onto
+``SD3Transformer2DModel``. Sizes are read off the shapes: 64-wide heads, one per 64 of width (the MMDiT's
+depth), the largest position grid from ``pos_embed``, SD3.5 medium's second attention ("attn2") layers and
+SD3.5 large's q/k RMS norms from their keys.
+
+Sampling is rectified flow, shift 3 by default (ModelSamplingSD3 sets it), timestep = 1000 * sigma, the network
+predicting the velocity ``noise - x0``. Latents are the SD3 VAE's 16 channels, shifted and scaled.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..sampling.model_sampling import FlowModelSampling
+from .detect import Shapes, count_indices, unrecognised
+from .diffusion import DiffusionModel, pad_to_patches
+from .load import CastingReader, assemble
+
+PREFIXES = ("model.diffusion_model.", "")
+HEAD_DIM = 64
+DEFAULT_SHIFT = 3.0
+LATENT_SCALE, LATENT_SHIFT = 1.5305, 0.0609  # the SD3 VAE's latent statistics
+
+
+@dataclass(frozen=True)
+class SD3Spec:
+    prefix: str
+    in_channels: int
+    out_channels: int
+    patch: int
+    hidden: int
+    num_layers: int
+    pos_embed_max_size: int
+    context_dim: int
+    pooled_dim: int
+    dual_attention_layers: tuple[int, ...]
+    qk_norm: bool
+
+
+def find_prefix(shapes: Shapes) -> str | None:
+    return next((p for p in PREFIXES if p + "joint_blocks.0.x_block.attn.qkv.weight" in shapes
+                 and p + "x_embedder.proj.weight" in shapes), None)
+
+
+def detect_sd3(shapes: Shapes, name: str) -> SD3Spec:
+    prefix = find_prefix(shapes)
+    if prefix is None:
+        raise unrecognised(name, "no SD3 'joint_blocks.0.x_block.attn.qkv' / 'x_embedder.proj' keys")
+    try:
+        hidden, in_channels, patch, _ = shapes[prefix + "x_embedder.proj.weight"]
+        keys = [k for k in shapes if k.startswith(prefix)]
+        spec = SD3Spec(
+            prefix=prefix, in_channels=in_channels, patch=patch, hidden=hidden,
+            out_channels=shapes[prefix + "final_layer.linear.weight"][0] // (patch * patch),
+            num_layers=count_indices(keys, prefix + "joint_blocks.{}."),
+            pos_embed_max_size=round(math.sqrt(shapes[prefix + "pos_embed"][1])),
+            context_dim=shapes[prefix + "context_embedder.weight"][1],
+            pooled_dim=shapes[prefix + "y_embedder.mlp.0.weight"][1],
+            dual_attention_layers=tuple(sorted({int(k[len(prefix):].split(".")[1]) for k in keys
+                                                if ".x_block.attn2." in k})),
+            qk_norm=prefix + "joint_blocks.0.x_block.attn.ln_q.weight" in shapes)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise unrecognised(name, f"incomplete SD3 model, missing {exc}") from None
+    if hidden % HEAD_DIM:
+        raise unrecognised(name, f"SD3 model {hidden} wide (not a multiple of its {HEAD_DIM}-wide heads)")
+    return spec
+
+
+def sd3_config(spec: SD3Spec) -> dict:
+    return dict(sample_size=128, patch_size=spec.patch, in_channels=spec.in_channels, num_layers=spec.num_layers,
+                attention_head_dim=HEAD_DIM, num_attention_heads=spec.hidden // HEAD_DIM,
+                joint_attention_dim=spec.context_dim, caption_projection_dim=spec.hidden,
+                pooled_projection_dim=spec.pooled_dim, out_channels=spec.out_channels,
+                pos_embed_max_size=spec.pos_embed_max_size, dual_attention_layers=spec.dual_attention_layers,
+                qk_norm="rms_norm" if spec.qk_norm else None)
+
+
+def build_sd3(spec: SD3Spec, tensors, *, name: str):
+    from diffusers import SD3Transformer2DModel
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    def state_of(model):
+        own = {key[len(spec.prefix):]: tensors[key] for key in tensors if key.startswith(spec.prefix)
+               and not key.endswith(".scale_weight")}
+        return convert_sd3_transformer_checkpoint_to_diffusers(own)
+
+    return assemble(lambda: SD3Transformer2DModel(**sd3_config(spec)), state_of, "SD3", name)
+
+
+def load_sd3(file, device: torch.device, dtype: torch.dtype):
+    """(SD3Spec, transformer) of an open SD3 file (``load.open_checkpoint``)."""
+    spec = detect_sd3(file.shapes, file.name)
+    return spec, build_sd3(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
+
+
+class SD3Model(DiffusionModel):
+    """An MMDiT as MODEL (``unet`` holds the network, so the model manager and LoRA patches apply)."""
+
+    latent_channels = 16
+
+    def __init__(self, transformer, *, manager=None, name: str = ""):
+        super().__init__(transformer, "sd3", "eps", LATENT_SCALE, latent_shift=LATENT_SHIFT, manager=manager,
+                         name=name)
+        self.model_sampling = FlowModelSampling(shift=DEFAULT_SHIFT, multiplier=1000.0)
+
+    def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, **unused) -> dict:
+        config = self.unet.config
+        if cond.shape[-1] > config.joint_attention_dim:
+            raise ValueError(f"this conditioning is {cond.shape[-1]} wide but this SD3 model takes "
+                             f"{config.joint_attention_dim}-wide text features: encode the prompt with its CLIP-L, "
+                             "CLIP-G and T5-XXL text encoders (TripleCLIPLoader, or the checkpoint's CLIP)")
+        # CLIP-only conditioning is narrower than T5's width; the rest is zeros, as ComfyUI pads it.
+        cond = torch.nn.functional.pad(cond, (0, config.joint_attention_dim - cond.shape[-1]))
+        pooled = options.get("pooled_output")
+        if pooled is None:
+            pooled = torch.zeros((1, config.pooled_projection_dim))
+        return {"c_crossattn": cond, "pooled": pooled[:, :config.pooled_projection_dim]}
+
+    def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor, pooled: torch.Tensor,
+                    control=None, gligen=None, **unused) -> torch.Tensor:
+        if control is not None or gligen is not None:
+            raise ValueError("ControlNets, T2I-Adapters and GLIGEN made for UNet models do not apply to SD3")
+        ms = self.model_sampling
+        sigma = sigma.to(x.device)
+        dtype = self.dtype
+        height, width = x.shape[-2:]
+        with self.manager.running(self) if self.manager else contextlib.nullcontext():
+            output = self.unet(
+                pad_to_patches(x, self.unet.config.patch_size).to(dtype),
+                encoder_hidden_states=c_crossattn.to(x.device, dtype), pooled_projections=pooled.to(x.device, dtype),
+                timestep=ms.timestep(sigma).to(dtype), return_dict=False)[0]
+        return ms.calculate_denoised(sigma, output.float()[..., :height, :width], x)
