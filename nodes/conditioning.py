@@ -1,9 +1,10 @@
-"""Conditioning nodes: combining, averaging and concatenating conditionings, and setting area, mask, strength
-and timestep-range options.
+"""Conditioning nodes: combining, averaging and concatenating conditionings, setting area, mask, strength
+and timestep-range options, and the image inputs of inpainting / instruct-pix2pix models.
 
 CONDITIONING is a list of [cond [B, tokens, dim], options] pairs. Options keys are ComfyUI's: `pooled_output`,
 `area` ((h, w, y, x) in latent pixels, or ("percentage", h, w, y, x)), `strength`, `set_area_to_bounds`, `mask`,
-`mask_strength`, `start_percent`, `end_percent`. Nodes build new lists with copied option dicts.
+`mask_strength`, `start_percent`, `end_percent`, `concat_latent_image` (a VAE latent as VAEEncode gives it) and
+`concat_mask` ([B, 1, H, W] in pixels). Nodes build new lists with copied option dicts.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .image import MAX_RESOLUTION
+from .vae import crop_to_multiple, grey_out_masked
 
 log = logging.getLogger("comfyd.nodes")
 
@@ -197,12 +199,64 @@ class ConditioningSetTimestepRange:
         return (set_values(conditioning, start_percent=start, end_percent=end),)
 
 
+class InpaintModelConditioning:
+    """The masked image (greyed where the mask is) and the mask as conditioning, for inpainting models' extra
+    input channels; the latent is the whole image, with the mask as its noise mask when `noise_mask`."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "positive": ("CONDITIONING",), "negative": ("CONDITIONING",), "vae": ("VAE",), "pixels": ("IMAGE",),
+            "mask": ("MASK",),
+            "noise_mask": ("BOOLEAN", {"default": True, "tooltip": "Add a noise mask to the latent so sampling will "
+                                       "only happen within the mask. Might improve results or completely break "
+                                       "things depending on the model."})}}
+
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    FUNCTION = "encode"
+    CATEGORY = "conditioning/inpaint"
+
+    def encode(self, positive, negative, pixels, vae, mask, noise_mask=True):
+        masked, mask = grey_out_masked(pixels, mask, 8)  # ComfyUI crops to 8 px here, whatever the VAE
+        values = {"concat_latent_image": vae.encode(crop_to_multiple(masked, vae.downscale)), "concat_mask": mask}
+        latent = {"samples": vae.encode(crop_to_multiple(pixels, vae.downscale))}
+        if noise_mask:
+            latent["noise_mask"] = mask
+        return set_values(positive, **values), set_values(negative, **values), latent
+
+
+class InstructPixToPixConditioning:
+    """The image to edit as conditioning, for instruct-pix2pix models' extra input channels; sampling starts
+    from an empty latent of its size."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"positive": ("CONDITIONING", {}), "negative": ("CONDITIONING", {}), "vae": ("VAE", {}),
+                             "pixels": ("IMAGE", {})}}
+
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    OUTPUT_TOOLTIPS = (None, None, None)
+    FUNCTION = "encode"
+    CATEGORY = "conditioning/instructpix2pix"
+    DISPLAY_NAME = None
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_ip2p"
+
+    def encode(self, positive, negative, pixels, vae):
+        image = vae.encode(crop_to_multiple(crop_to_multiple(pixels, 8), vae.downscale))
+        return (set_values(positive, concat_latent_image=image), set_values(negative, concat_latent_image=image),
+                {"samples": torch.zeros_like(image)})
+
+
 NODE_CLASS_MAPPINGS = {
     "ConditioningCombine": ConditioningCombine, "ConditioningAverage": ConditioningAverage,
     "ConditioningConcat": ConditioningConcat, "ConditioningSetArea": ConditioningSetArea,
     "ConditioningSetAreaPercentage": ConditioningSetAreaPercentage,
     "ConditioningSetAreaStrength": ConditioningSetAreaStrength, "ConditioningSetMask": ConditioningSetMask,
     "ConditioningZeroOut": ConditioningZeroOut, "ConditioningSetTimestepRange": ConditioningSetTimestepRange,
+    "InpaintModelConditioning": InpaintModelConditioning,
+    "InstructPixToPixConditioning": InstructPixToPixConditioning,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ConditioningCombine": "Conditioning (Combine)", "ConditioningConcat": "Conditioning (Concat)",

@@ -406,15 +406,91 @@ class ImagePadForOutpaint:
         return padded, mask[None]
 
 
+def _pad_side(image: torch.Tensor, dim: int, size: int, value: float) -> torch.Tensor:
+    """[B, H, W, C] images padded evenly (the odd pixel after) along ``dim`` (1: height, 2: width) to ``size``."""
+    missing = size - image.shape[dim]
+    if missing <= 0:
+        return image
+    before = missing // 2
+    pad = (0, 0, before, missing - before) if dim == 2 else (0, 0, 0, 0, before, missing - before)
+    return torch.nn.functional.pad(image, pad, value=value)
+
+
+def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """Extra channels (alpha) filled with 1."""
+    if image.shape[-1] >= channels:
+        return image
+    return torch.cat((image, image.new_ones(*image.shape[:-1], channels - image.shape[-1])), dim=-1)
+
+
+class ImageStitch:
+    """comfy_extras/nodes_images.py: image2 put beside image1, optionally resized to it, with a spacer between."""
+
+    SPACING_COLORS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "red": (1.0, 0.0, 0.0),
+                      "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image1": ("IMAGE",),
+                             "direction": (["right", "down", "left", "up"], {"default": "right"}),
+                             "match_image_size": ("BOOLEAN", {"default": True}),
+                             "spacing_width": ("INT", {"default": 0, "min": 0, "max": 1024, "step": 2}),
+                             "spacing_color": (list(cls.SPACING_COLORS), {"default": "white"})},
+                "optional": {"image2": ("IMAGE",)}}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "stitch"
+    CATEGORY = "image/transform"
+    DESCRIPTION = """
+Stitches image2 to image1 in the specified direction.
+If image2 is not provided, returns image1 unchanged.
+Optional spacing can be added between images.
+"""
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_images"
+
+    def stitch(self, image1, direction, match_image_size, spacing_width, spacing_color, image2=None):
+        if image2 is None:
+            return (image1,)
+        batch = max(image1.shape[0], image2.shape[0])  # the shorter batch repeats its last image
+        image1, image2 = (torch.cat((i, i[-1:].repeat(batch - i.shape[0], 1, 1, 1))) for i in (image1, image2))
+        horizontal = direction in ("left", "right")
+        color = self.SPACING_COLORS[spacing_color]
+        if match_image_size:  # image2 keeps its aspect ratio; sizes truncate as ComfyUI's int()
+            h1, w1 = image1.shape[1:3]
+            aspect = image2.shape[2] / image2.shape[1]
+            size = (int(h1 * aspect), h1) if horizontal else (w1, int(w1 / aspect))
+            image2 = common_upscale(image2.movedim(-1, 1), *size, "lanczos").movedim(1, -1)
+        else:  # centred on the other's size; ComfyUI pads with the spacing grey level, black for a colour
+            value = color[0] if spacing_color in ("white", "black") else 0.0
+            dim = 1 if horizontal else 2
+            size = max(image1.shape[dim], image2.shape[dim])
+            image1, image2 = _pad_side(image1, dim, size, value), _pad_side(image2, dim, size, value)
+        channels = max(image1.shape[-1], image2.shape[-1])
+        image1, image2 = _to_channels(image1, channels), _to_channels(image2, channels)
+        images = [image2, image1] if direction in ("left", "up") else [image1, image2]
+        axis = 2 if horizontal else 1
+        if spacing_width > 0:
+            width = spacing_width + spacing_width % 2
+            shape = list(image1.shape)
+            shape[axis] = width
+            spacer = torch.zeros(shape, dtype=image1.dtype)
+            spacer[..., :min(3, channels)] = torch.tensor(color[:min(3, channels)], dtype=image1.dtype)
+            if channels == 4:
+                spacer[..., 3] = 1.0
+            images.insert(1, spacer)
+        return (torch.cat(images, dim=axis),)
+
+
 NODE_CLASS_MAPPINGS = {
     "LoadImage": LoadImage, "LoadImageMask": LoadImageMask, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
     "SaveImageWebsocket": SaveImageWebsocket, "ImageInvert": ImageInvert, "EmptyImage": EmptyImage,
     "ImageBatch": ImageBatch, "ImageScale": ImageScale, "ImageScaleBy": ImageScaleBy,
     "ImagePadForOutpaint": ImagePadForOutpaint, "ImageScaleToTotalPixels": ImageScaleToTotalPixels,
+    "ImageStitch": ImageStitch,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "LoadImage": "Load Image", "LoadImageMask": "Load Image (as Mask)", "SaveImage": "Save Image",
     "PreviewImage": "Preview Image", "ImageInvert": "Invert Image", "ImageBatch": "Batch Images",
     "ImageScale": "Upscale Image", "ImageScaleBy": "Upscale Image By",
-    "ImagePadForOutpaint": "Pad Image for Outpainting",
+    "ImagePadForOutpaint": "Pad Image for Outpainting", "ImageStitch": "Image Stitch",
 }

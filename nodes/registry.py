@@ -36,6 +36,8 @@ BUILTIN_MODULES = (
     "nodes.model_sampling",
     "nodes.flux",
     "nodes.sd3",
+    "nodes.edit_model",
+    "nodes.differential_diffusion",
 )
 
 

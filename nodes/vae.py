@@ -15,6 +15,21 @@ def crop_to_multiple(pixels: torch.Tensor, multiple: int) -> torch.Tensor:
     return pixels[:, dy:dy + h, dx:dx + w, :]
 
 
+def grey_out_masked(pixels: torch.Tensor, mask: torch.Tensor, multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pixels, mask) for inpainting encodes: the mask resized to the image, both centre-cropped to multiples of
+    ``multiple``, and a copy of the pixels set to grey (0.5) where the mask rounds to 1, so the encoded image
+    does not show what is to be repainted. The mask comes back as [B, 1, H, W]."""
+    mask = torch.nn.functional.interpolate(mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]),
+                                           size=(pixels.shape[1], pixels.shape[2]), mode="bilinear")
+    cropped = crop_to_multiple(pixels, multiple)
+    dy, dx = (pixels.shape[1] % multiple) // 2, (pixels.shape[2] % multiple) // 2
+    mask = mask[:, :, dy:dy + cropped.shape[1], dx:dx + cropped.shape[2]]
+    keep = (1.0 - mask.round()).squeeze(1).unsqueeze(-1)
+    pixels = cropped.clone()
+    pixels[..., :3] = (pixels[..., :3] - 0.5) * keep + 0.5
+    return pixels, mask
+
+
 class VAEDecode:
     @classmethod
     def INPUT_TYPES(cls):
@@ -100,13 +115,8 @@ class VAEEncodeForInpaint:
     CATEGORY = "latent/inpaint"
 
     def encode(self, vae, pixels, mask, grow_mask_by=6):
-        scale = vae.downscale
-        h, w = (pixels.shape[1] // scale) * scale, (pixels.shape[2] // scale) * scale
-        mask = torch.nn.functional.interpolate(mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]),
-                                               size=(pixels.shape[1], pixels.shape[2]), mode="bilinear")
-        dy, dx = (pixels.shape[1] % scale) // 2, (pixels.shape[2] % scale) // 2
-        pixels = pixels[:, dy:dy + h, dx:dx + w, :].clone()
-        mask = mask[:, :, dy:dy + h, dx:dx + w]
+        pixels, mask = grey_out_masked(pixels, mask, vae.downscale)
+        h, w = pixels.shape[1:3]
         if grow_mask_by == 0:
             grown = mask
         else:
@@ -114,8 +124,6 @@ class VAEEncodeForInpaint:
             kernel = torch.ones((1, 1, grow_mask_by, grow_mask_by), device=mask.device, dtype=mask.dtype)
             grown = torch.clamp(torch.nn.functional.conv2d(mask.round(), kernel,
                                                            padding=math.ceil((grow_mask_by - 1) / 2)), 0, 1)
-        keep = (1.0 - mask.round()).squeeze(1)
-        pixels[..., :3] = (pixels[..., :3] - 0.5) * keep.unsqueeze(-1) + 0.5
         return ({"samples": vae.encode(pixels), "noise_mask": grown[:, :, :h, :w].round()},)
 
 

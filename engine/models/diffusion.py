@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 
 import torch
 
+from ..resize import common_upscale
 from ..sampling.model_sampling import ModelSampling, discrete_model_sampling
 from . import unclip
 
@@ -22,6 +24,28 @@ def pad_to_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
     pads DiT inputs (the caller cuts the output back)."""
     height, width = x.shape[-2:]
     return torch.nn.functional.pad(x, (0, -width % patch, 0, -height % patch), mode="circular")
+
+
+def stretch_batch(value: torch.Tensor, batch: int) -> torch.Tensor:
+    """``value`` with ``batch`` rows, as ComfyUI's resize_to_batch_size: each output row takes the nearest input
+    row in order ([a, b] to four is [a, a, b, b])."""
+    have = value.shape[0]
+    if have == batch or batch <= 1:
+        return value[:batch]
+    if batch < have:
+        index = [min(round(i * (have - 1) / (batch - 1)), have - 1) for i in range(batch)]
+    else:
+        index = [min(math.floor((i + 0.5) * have / batch), have - 1) for i in range(batch)]
+    return value[index]
+
+
+def fit_to_latent(value: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """A spatial conditioning input resized (bilinear, centre-cropped to the aspect) to the sampled latent, on its
+    device and dtype, its batch stretched to the latent's."""
+    value = value.to(noise.device, noise.dtype)
+    if value.shape[-2:] != noise.shape[-2:]:
+        value = common_upscale(value, noise.shape[-1], noise.shape[-2], "bilinear", "center")
+    return stretch_batch(value, noise.shape[0])
 
 
 class DiffusionModel:
@@ -98,23 +122,31 @@ class DiffusionModel:
                 options.get("unclip_conditioning"), seed, self.unclip_width,
                 options.get("unclip_noise_augment_merge", unclip.SD2_MERGE_AUGMENTATION))
         if self.in_channels == 9:  # inpainting UNet: mask + masked image as extra input channels
-            out["c_concat"] = self._inpaint_concat(noise, latent_image, denoise_mask)
+            out["c_concat"] = self._inpaint_concat(noise, latent_image, denoise_mask, options)
+        elif self.in_channels == 8:  # instruct-pix2pix UNet: the image to edit as extra input channels
+            image = options.get("concat_latent_image")
+            # ComfyUI feeds the VAE latent as encoded, unscaled (diffusers' pix2pix pipeline does the same).
+            out["c_concat"] = torch.zeros_like(noise) if image is None else fit_to_latent(image, noise)
         return out
 
-    def _inpaint_concat(self, noise, latent_image, denoise_mask) -> torch.Tensor:
-        """The mask and masked-image channels of an inpainting UNet. The image goes in as sampled (already in
-        model space), not multiplied by the mask: VAEEncodeForInpaint greys the masked pixels out before encoding,
-        and with SetLatentNoiseMask ComfyUI hands the whole image over as well."""
-        if denoise_mask is None:  # everything is painted, over a blank image
+    def _inpaint_concat(self, noise, latent_image, denoise_mask, options) -> torch.Tensor:
+        """The mask and masked-image channels of an inpainting UNet. The conditioning's "concat_mask" /
+        "concat_latent_image" (InpaintModelConditioning) take precedence over the sampling's noise mask and
+        latent. The latent goes in as sampled (already in model space), not multiplied by the mask:
+        VAEEncodeForInpaint greys the masked pixels out before encoding, and with SetLatentNoiseMask ComfyUI
+        hands the whole image over as well."""
+        mask = options.get("concat_mask", denoise_mask)
+        if mask is None:  # everything is painted, over a blank image
             mask = torch.ones_like(noise[:, :1])
             image = torch.tensor(BLANK_INPAINT_LATENT, device=noise.device, dtype=noise.dtype)
             return torch.cat((mask, image.reshape(1, -1, 1, 1).expand_as(noise)), dim=1)
-        mask = torch.nn.functional.interpolate(denoise_mask.reshape(-1, 1, *denoise_mask.shape[-2:]).float(),
-                                               size=noise.shape[-2:], mode="bilinear")
-        mask = mask[:, :1].to(noise.device)
-        mask = mask.round() if mask.shape[0] == noise.shape[0] else mask[:1].round().repeat(noise.shape[0], 1, 1, 1)
-        image = torch.zeros_like(noise) if latent_image is None else latent_image.to(noise)
-        return torch.cat((mask.to(noise), image), dim=1)
+        if options.get("concat_latent_image") is not None:
+            image = fit_to_latent(self.process_latent_in(options["concat_latent_image"]), noise)
+        else:
+            image = torch.zeros_like(noise) if latent_image is None else latent_image.to(noise)
+        if mask.ndim == noise.ndim:  # a noise mask shaped like the latent: one channel is the mask
+            mask = mask[:, :1]
+        return torch.cat((fit_to_latent(mask.reshape(-1, 1, *mask.shape[-2:]).float(), noise).round(), image), dim=1)
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor,
                     text_embeds=None, time_ids=None, class_labels=None, c_concat=None, control=None, gligen=None,

@@ -9,6 +9,10 @@ dev-style models (with a guidance embedder) sample with ComfyUI's exponential ti
 mu 1.15 unless ModelSamplingFlux sets it from the image size) and take the FluxGuidance value as an input;
 schnell-style ones (no guidance embedder) use plain rectified flow without shift. Both predict the velocity
 ``noise - x0`` at timestep sigma. Latents are the 16-channel FLUX VAE's, packed into 2x2 patches as tokens.
+
+Variants read the conditioning's extra inputs as ComfyUI does: Canny / Depth models (32 input channels) take the
+"concat_latent_image" beside the noisy latent, Fill models (96) also the mask as 64 channels (each 8x8 pixel block of
+a latent pixel); Kontext models take "reference_latents" as extra image tokens, placed by "reference_latents_method".
 """
 from __future__ import annotations
 
@@ -17,9 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..resize import common_upscale
 from ..sampling.model_sampling import FlowModelSampling, FluxModelSampling
 from .detect import Shapes, count_indices, unrecognised
-from .diffusion import DiffusionModel, pad_to_patches
+from .diffusion import DiffusionModel, fit_to_latent, pad_to_patches, stretch_batch
 from .load import CastingReader, assemble
 
 PREFIXES = ("model.diffusion_model.", "")
@@ -27,6 +32,8 @@ PATCH = 2
 HEAD_AXES = {128: (16, 56, 56)}  # head width -> RoPE dims per (text index, row, column) axis
 DEFAULT_GUIDANCE = 3.5  # what the model is given when no FluxGuidance node set a value (as ComfyUI)
 DEV_SHIFT = 1.15
+# Input channels: the latent alone; + the image latent (Canny, Depth); + the image latent and the 8x8 mask (Fill).
+VARIANT_CHANNELS = (16, 32, 96)
 LATENT_SCALE, LATENT_SHIFT = 0.3611, 0.1159  # the FLUX VAE's latent statistics
 
 # Original module -> diffusers module(s). A fused original weight is split by rows in the listed order; the
@@ -62,7 +69,8 @@ def _suffixes(original: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class FluxSpec:
     prefix: str
-    in_channels: int
+    in_channels: int  # 16, or more for the variants that take an image (and mask) beside the latent
+    out_channels: int
     hidden: int
     num_layers: int
     num_single_layers: int
@@ -87,6 +95,7 @@ def detect_flux(shapes: Shapes, name: str) -> FluxSpec:
         keys = [k for k in shapes if k.startswith(prefix)]
         spec = FluxSpec(
             prefix=prefix, in_channels=patch_width // (PATCH * PATCH), hidden=hidden,
+            out_channels=shapes[prefix + "final_layer.linear.weight"][0] // (PATCH * PATCH),
             num_layers=count_indices(keys, prefix + "double_blocks.{}."),
             num_single_layers=count_indices(keys, prefix + "single_blocks.{}."), num_heads=hidden // head_dim,
             context_dim=shapes[prefix + "txt_in.weight"][1], pooled_dim=shapes[prefix + "vector_in.in_layer.weight"][1],
@@ -95,16 +104,15 @@ def detect_flux(shapes: Shapes, name: str) -> FluxSpec:
         raise unrecognised(name, f"incomplete FLUX model, missing {exc}") from None
     if head_dim not in HEAD_AXES:
         raise unrecognised(name, f"FLUX model with {head_dim}-wide attention heads")
-    if spec.in_channels != 16:
-        # Fill / Canny / Depth variants take the image (and mask) latents as extra channels.
-        raise unrecognised(name, f"FLUX model with {spec.in_channels} input channels (only the 16-channel "
-                                 "text-to-image models are supported)")
+    if spec.out_channels != 16 or spec.in_channels not in VARIANT_CHANNELS:
+        raise unrecognised(name, f"FLUX model with {spec.in_channels} input / {spec.out_channels} output channels")
     return spec
 
 
 def flux_config(spec: FluxSpec) -> dict:
     head_dim = spec.hidden // spec.num_heads
-    return dict(patch_size=1, in_channels=spec.in_channels * PATCH * PATCH, num_layers=spec.num_layers,
+    return dict(patch_size=1, in_channels=spec.in_channels * PATCH * PATCH,
+                out_channels=spec.out_channels * PATCH * PATCH, num_layers=spec.num_layers,
                 num_single_layers=spec.num_single_layers, attention_head_dim=head_dim,
                 num_attention_heads=spec.num_heads, joint_attention_dim=spec.context_dim,
                 pooled_projection_dim=spec.pooled_dim, guidance_embeds=spec.guidance,
@@ -172,12 +180,40 @@ def unpack(tokens: torch.Tensor, channels: int, height: int, width: int) -> torc
     return tokens.view(b, h, w, channels, PATCH, PATCH).permute(0, 3, 1, 4, 2, 5).reshape(b, channels, height, width)
 
 
-def image_ids(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """Position ids [(H/2) * (W/2), 3] of the patch tokens: (0, row, column)."""
-    rows = torch.arange(height // PATCH, device=device, dtype=torch.float32)
-    columns = torch.arange(width // PATCH, device=device, dtype=torch.float32)
+def image_ids(height: int, width: int, device: torch.device, index: int = 0, row: int = 0,
+              column: int = 0) -> torch.Tensor:
+    """Position ids [(H/2) * (W/2), 3] of the patch tokens of an H x W latent: (index, row, column), rows and
+    columns counted in patches from ``row`` / ``column``."""
+    rows = torch.arange(height // PATCH, device=device, dtype=torch.float32) + row
+    columns = torch.arange(width // PATCH, device=device, dtype=torch.float32) + column
     grid = torch.stack(torch.meshgrid(rows, columns, indexing="ij"), dim=-1).reshape(-1, 2)
-    return torch.cat((torch.zeros_like(grid[:, :1]), grid), dim=1)
+    return torch.cat((torch.full_like(grid[:, :1], index), grid), dim=1)
+
+
+def reference_tokens(references: list[torch.Tensor], method: str, height: int, width: int):
+    """(tokens [B, N, 64], ids [N, 3]) of Kontext reference latents (model space) for a latent of ``height`` x
+    ``width``, placed as ComfyUI places them: "offset" (default) puts each next to the previous ones at index 1,
+    "index" gives each its own index, "uxo" puts them beyond the generated image at index 0."""
+    tokens, ids = [], []
+    covered_h = covered_w = index = 0
+    for ref in references:
+        ref_h, ref_w = ref.shape[-2:]
+        if method == "index":
+            index, top, left = index + 1, 0, 0
+        elif method == "uxo":
+            top, left = -(-height // PATCH) * PATCH + covered_h, -(-width // PATCH) * PATCH + covered_w
+            covered_h, covered_w = covered_h + ref_h, covered_w + ref_w
+        else:
+            index, top, left = 1, 0, 0
+            if ref_h + covered_h > ref_w + covered_w:
+                left = covered_w
+            else:
+                top = covered_h
+            covered_h, covered_w = max(covered_h, ref_h + top), max(covered_w, ref_w + left)
+        padded = pad_to_patches(ref, PATCH)
+        tokens.append(pack(padded))
+        ids.append(image_ids(*padded.shape[-2:], ref.device, index, (top + 1) // PATCH, (left + 1) // PATCH))
+    return torch.cat(tokens, dim=1), torch.cat(ids)
 
 
 class FluxModel(DiffusionModel):
@@ -192,7 +228,8 @@ class FluxModel(DiffusionModel):
         self.model_sampling = FluxModelSampling(DEV_SHIFT) if self.guidance_embed \
             else FlowModelSampling(shift=1.0, multiplier=1.0)
 
-    def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, **unused) -> dict:
+    def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, *, denoise_mask=None,
+                    **unused) -> dict:
         config = self.unet.config
         if cond.shape[-1] != config.joint_attention_dim:
             raise ValueError(f"this conditioning is {cond.shape[-1]} wide but this FLUX model takes "
@@ -205,25 +242,53 @@ class FluxModel(DiffusionModel):
         guidance = options.get("guidance", DEFAULT_GUIDANCE)
         if self.guidance_embed and guidance is not None:
             out["guidance"] = torch.tensor([float(guidance)])
+        if config.in_channels > config.out_channels:
+            out["c_concat"] = self._concat(options, noise, denoise_mask)
+        if options.get("reference_latents"):
+            refs = [self.process_latent_in(ref.to(noise)) for ref in options["reference_latents"]]
+            out["ref_tokens"], ids = reference_tokens(refs, options.get("reference_latents_method", "offset"),
+                                                      *noise.shape[-2:])
+            out["ref_ids"] = ids.unsqueeze(0)  # one set for the batch (the batching code repeats it per row)
         return out
 
+    def _concat(self, options: dict, noise: torch.Tensor, denoise_mask) -> torch.Tensor:
+        """The extra input channels: the image latent (model space, zeros without one) for Canny / Depth models,
+        followed by the mask as 64 channels (each latent pixel's 8x8 pixels, all ones without one) for Fill."""
+        batch, _, height, width = noise.shape
+        image = options.get("concat_latent_image")
+        image = torch.zeros_like(noise) if image is None else self.process_latent_in(fit_to_latent(image, noise))
+        if self.unet.config.in_channels <= 2 * self.unet.config.out_channels:
+            return image
+        mask = options.get("concat_mask", denoise_mask)
+        mask = torch.ones_like(noise[:, :1]) if mask is None else mask.to(noise).reshape(-1, 1, *mask.shape[-2:])
+        mask = common_upscale(mask.mean(dim=1, keepdim=True), width * 8, height * 8, "bilinear", "center")
+        mask = mask.view(-1, height, 8, width, 8).permute(0, 2, 4, 1, 3).reshape(-1, 64, height, width)
+        return torch.cat((image, stretch_batch(mask, batch)), dim=1)
+
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor, pooled: torch.Tensor,
-                    guidance=None, control=None, gligen=None, **unused) -> torch.Tensor:
+                    guidance=None, c_concat=None, ref_tokens=None, ref_ids=None, control=None, gligen=None,
+                    **unused) -> torch.Tensor:
         if control is not None or gligen is not None:
             raise ValueError("ControlNets, T2I-Adapters and GLIGEN made for UNet models do not apply to FLUX")
         ms = self.model_sampling
         sigma = sigma.to(x.device)
         dtype = self.dtype
         height, width = x.shape[-2:]
-        padded = pad_to_patches(x, PATCH)
+        inputs = x if c_concat is None else torch.cat((x, c_concat.to(x)), dim=1)
+        padded = pad_to_patches(inputs, PATCH)
+        tokens, ids = pack(padded.to(dtype)), image_ids(*padded.shape[-2:], x.device)
+        generated = tokens.shape[1]
+        if ref_tokens is not None:
+            tokens = torch.cat((tokens, ref_tokens.to(x.device, dtype)), dim=1)
+            ids = torch.cat((ids, ref_ids[0].to(x.device)))
         with self.manager.running(self) if self.manager else contextlib.nullcontext():
             text = c_crossattn.to(x.device, dtype)
             output = self.unet(
-                pack(padded.to(dtype)), encoder_hidden_states=text, pooled_projections=pooled.to(x.device, dtype),
-                timestep=ms.timestep(sigma).to(dtype), img_ids=image_ids(*padded.shape[-2:], x.device),
+                tokens, encoder_hidden_states=text, pooled_projections=pooled.to(x.device, dtype),
+                timestep=ms.timestep(sigma).to(dtype), img_ids=ids,
                 txt_ids=torch.zeros(text.shape[1], 3, device=x.device),
                 guidance=None if guidance is None else guidance.to(x.device, dtype), return_dict=False)[0]
-        velocity = unpack(output.float(), x.shape[1], *padded.shape[-2:])[..., :height, :width]
+        velocity = unpack(output[:, :generated].float(), x.shape[1], *padded.shape[-2:])[..., :height, :width]
         return ms.calculate_denoised(sigma, velocity, x)
 
 

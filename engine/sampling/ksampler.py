@@ -31,39 +31,55 @@ def reshape_mask(mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 class _MaskedDenoiser:
     """Inpainting: outside the mask (mask 0) the model sees and returns the original latent at the current
-    noise level, so only the masked region is generated."""
+    noise level, so only the masked region is generated.
 
-    def __init__(self, model, latent_image: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor):
+    ``mask_function`` (a MODEL's ``model_options["denoise_mask_function"]``, e.g. DifferentialDiffusion) makes
+    the mask of each call: ``mask_function(sigma, mask, extra_options={"model_sampling": ..., "sigmas": ...})``,
+    ``sigmas`` being the whole run's."""
+
+    def __init__(self, model, latent_image: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor,
+                 sigmas: torch.Tensor, mask_function=None):
         self.inner = model
         self.model_sampling = model_sampling_of(model)
         self.latent_image = latent_image
         self.noise = noise
         self.mask = mask
+        self.sigmas = sigmas
+        self.mask_function = mask_function
 
-    def _masked_input(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def _mask_at(self, sigma: torch.Tensor) -> torch.Tensor:
+        if self.mask_function is None:
+            return self.mask
+        return self.mask_function(sigma, self.mask,
+                                  extra_options={"model_sampling": self.model_sampling, "sigmas": self.sigmas})
+
+    def _masked_input(self, x: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         sigma = sigma.reshape([sigma.shape[0]] + [1] * (self.noise.ndim - 1))
         keep = self.model_sampling.noise_scaling(sigma, self.noise, self.latent_image)
-        return x * self.mask + keep * (1.0 - self.mask)
+        return x * mask + keep * (1.0 - mask)
 
-    def _masked_output(self, denoised: torch.Tensor) -> torch.Tensor:
-        return denoised * self.mask + self.latent_image * (1.0 - self.mask)
+    def _masked_output(self, denoised: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return denoised * mask + self.latent_image * (1.0 - mask)
 
     def __call__(self, x, sigma, **extra_args):
-        return self._masked_output(self.inner(self._masked_input(x, sigma), sigma, **extra_args))
+        mask = self._mask_at(sigma)
+        return self._masked_output(self.inner(self._masked_input(x, sigma, mask), sigma, **extra_args), mask)
 
     def denoise_with_uncond(self, x, sigma, **extra_args):
-        denoised, uncond = denoise_with_uncond(self.inner, self._masked_input(x, sigma), sigma, extra_args)
-        return self._masked_output(denoised), uncond
+        mask = self._mask_at(sigma)
+        denoised, uncond = denoise_with_uncond(self.inner, self._masked_input(x, sigma, mask), sigma, extra_args)
+        return self._masked_output(denoised, mask), uncond
 
 
 def sample(sampler_name: str, model, noise: torch.Tensor, latent_image: torch.Tensor, sigmas: torch.Tensor, *,
            seed: int | None = None, denoise_mask: torch.Tensor | None = None, callback=None,
-           options: dict | None = None) -> torch.Tensor:
+           options: dict | None = None, denoise_mask_function=None) -> torch.Tensor:
     """Run ``sampler_name`` from ``latent_image`` + noise down the ``sigmas``; returns the sampled latent.
 
     ``model`` follows the denoiser protocol (``samplers.common``) and is called with ``seed=seed`` among its
     keyword arguments. ``denoise_mask`` (already shaped like the latent, see ``reshape_mask``) limits
-    generation to where it is 1. ``options`` are the sampler's keyword options (eta, s_noise, ...).
+    generation to where it is 1; ``denoise_mask_function`` remakes it at each call (see ``_MaskedDenoiser``).
+    ``options`` are the sampler's keyword options (eta, s_noise, ...).
     An empty ``sigmas`` (denoise 0) returns ``latent_image`` untouched; upstream then also skips the latent
     format's in/out processing.
     """
@@ -76,7 +92,7 @@ def sample(sampler_name: str, model, noise: torch.Tensor, latent_image: torch.Te
     ms = model_sampling_of(model)
     if denoise_mask is not None:
         mask_noise = inpaint_noise_for_ddim(noise, seed) if sampler_name == "ddim" else noise
-        model = _MaskedDenoiser(model, latent_image, mask_noise, denoise_mask)
+        model = _MaskedDenoiser(model, latent_image, mask_noise, denoise_mask, sigmas, denoise_mask_function)
     x = ms.noise_scaling(sigmas[0], noise, latent_image, is_max_denoise(ms, sigmas))
     out = sampler(model, x, sigmas, extra_args={"seed": seed}, callback=callback, **(options or {}))
     return ms.inverse_noise_scaling(sigmas[-1], out)

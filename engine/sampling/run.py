@@ -103,7 +103,8 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
         ctx.progress(info["i"] + 1, total, preview_of(info["denoised"]) if to_image is not None else None)
 
     samples = ksampler.sample(sampler.name, denoiser, initial_noise, latent_image, sigmas, seed=noise.seed,
-                              denoise_mask=mask, callback=on_step, options=sampler.options)
+                              denoise_mask=mask, callback=on_step, options=sampler.options,
+                              denoise_mask_function=getattr(model, "model_options", {}).get("denoise_mask_function"))
     out["samples"] = model.process_latent_out(samples.to(torch.float32)).cpu()
     denoised = dict(out, samples=model.process_latent_out(last["x0"].float()).cpu()) if "x0" in last else out
     return out, denoised

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -94,29 +95,42 @@ def reference_embeddings(files) -> tuple[torch.Tensor, torch.Tensor]:
     return sequence, pooled
 
 
-def diffusers_reference(files, unet: str, sigmas: list[float], guidance: float) -> np.ndarray:
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+def diffusers_reference(files, transformer_file, sigmas: list[float], guidance: float, pipeline="FluxPipeline",
+                        **inputs) -> np.ndarray:
+    """``pipeline`` (a diffusers FLUX pipeline class name) on ``transformer_file`` and the fixture's VAE, with the
+    prompt embedded as diffusers does, from the KSampler's noise down ``sigmas``; ``inputs``: the variant's own."""
+    import diffusers
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
     from engine.models.flux import LATENT_SCALE, LATENT_SHIFT, load_flux, pack
     from engine.models.load import load_vae_file, open_checkpoint
 
     cpu = torch.device("cpu")
-    with open_checkpoint(files[unet], cpu) as file:
+    with open_checkpoint(transformer_file, cpu) as file:
         _, transformer = load_flux(file, cpu, torch.float32)
     vae = load_vae_file(files["vae"], cpu, torch.float32)
     vae.register_to_config(scaling_factor=LATENT_SCALE, shift_factor=LATENT_SHIFT)
     # shift 1 and no dynamic shifting: the given sigmas (already shifted as comfyd's schedule has them) are used.
     scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
-    pipe = FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=None,
-                        tokenizer_2=None, transformer=transformer)
+    pipe = getattr(diffusers, pipeline)(scheduler=scheduler, vae=vae, text_encoder=None, tokenizer=None,
+                                        text_encoder_2=None, tokenizer_2=None, transformer=transformer)
     sequence, pooled = reference_embeddings(files)
     noise = torch.randn([1, 16, SIZE // 8, SIZE // 8], generator=torch.manual_seed(SEED))
-    return pipe(prompt_embeds=sequence, pooled_prompt_embeds=pooled, height=SIZE, width=SIZE, sigmas=sigmas,
-                guidance_scale=guidance, latents=pack(noise), output_type="np").images[0]
+    # The variant pipelines draw a sample from the VAE's latent distribution where ComfyUI takes its mean.
+    with mock.patch.object(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mode()):
+        return pipe(prompt_embeds=sequence, pooled_prompt_embeds=pooled, height=SIZE, width=SIZE, sigmas=sigmas,
+                    guidance_scale=guidance, latents=pack(noise), output_type="np", **inputs).images[0]
 
 
 def exponential_shift(mu: float, t: float) -> float:
     return math.exp(mu) / (math.exp(mu) + (1 / t - 1))
+
+
+def simple_schedule(mu: float = 1.15) -> list[float]:
+    """The "simple" scheduler's 3 sigmas on FluxModelSampling(mu): every steps-th entry from the top of the table
+    of 10000 shifted times."""
+    return [exponential_shift(mu, t) for t in (1.0, 1 - 3333 / 10000, 1 - 6666 / 10000)]
 
 
 def assert_close_to(image: np.ndarray, reference: np.ndarray) -> None:
@@ -136,16 +150,15 @@ async def test_flux_dev_matches_diffusers_pipeline(client, settings, files):
     image = saved(settings, entry)[0].astype(np.float32) / 255
     # ModelSamplingFlux at 64x64 (16 tokens): mu = 0.5 + (1.15 - 0.5) / 3840 * (16 - 256); the simple schedule
     # takes every steps-th entry from the top of the 10000-entry table of shifted times.
-    mu = 0.5 + 0.65 / 3840 * (16 - 256)
-    sigmas = [exponential_shift(mu, t) for t in (1.0, 1 - 3333 / 10000, 1 - 6666 / 10000)]
-    assert_close_to(image, diffusers_reference(files, "dev", sigmas, GUIDANCE))
+    sigmas = simple_schedule(0.5 + 0.65 / 3840 * (16 - 256))
+    assert_close_to(image, diffusers_reference(files, files["dev"], sigmas, GUIDANCE))
 
 
 async def test_flux_schnell_matches_diffusers_pipeline(client, settings, files):
     entry = await run_ok(client, schnell_workflow())
     image = saved(settings, entry)[0].astype(np.float32) / 255
     # schnell: plain rectified flow, no shift, no guidance input
-    assert_close_to(image, diffusers_reference(files, "schnell", [1.0, 0.667, 0.334], guidance=0.0))
+    assert_close_to(image, diffusers_reference(files, files["schnell"], [1.0, 0.667, 0.334], guidance=0.0))
 
 
 async def test_guidance_and_prompt_reach_the_model(client, settings, files):

@@ -32,9 +32,16 @@ def test_other_files_are_not_flux():
     assert find_prefix(z_image_shapes()) is None
     with pytest.raises(CheckpointError, match="FLUX"):
         detect_flux(z_image_shapes(), "z.safetensors")
-    fill = flux_shapes(dataclasses.replace(FluxLayout(), in_channels=96))  # FLUX Fill: image + mask channels
-    with pytest.raises(CheckpointError, match="96 input channels"):
-        detect_flux(fill, "flux1-fill-dev.safetensors")
+    odd = flux_shapes(dataclasses.replace(FluxLayout(), in_channels=48))
+    with pytest.raises(CheckpointError, match="48 input / 16 output channels"):
+        detect_flux(odd, "odd.safetensors")
+
+
+@pytest.mark.parametrize("channels", [32, 96])  # Canny / Depth; Fill
+def test_variants_with_image_inputs(channels):
+    spec = detect_flux(flux_shapes(dataclasses.replace(FULL_DEV, in_channels=channels)), "variant")
+    assert (spec.in_channels, spec.out_channels) == (channels, 16)
+    assert (flux_config(spec)["in_channels"], flux_config(spec)["out_channels"]) == (4 * channels, 64)
 
 
 @pytest.mark.parametrize("guidance", [True, False])
@@ -187,3 +194,25 @@ def test_lora_layers_in_each_naming(tmp_path, tiny, naming):
     assert set(deltas) == set(expected)
     for name, change in expected.items():
         torch.testing.assert_close(deltas[name], change, rtol=1e-5, atol=1e-5)
+
+
+def test_kontext_reference_placement():
+    """Reference latents become extra tokens: "offset" puts each next to the ones before at index 1 (below when
+    that keeps the covered area squarer, else to the right), "index" stacks them on indices 1, 2, ..., "uxo" puts
+    them beyond the generated 8x8 latent at index 0. Ids count 2x2 patches; odd offsets round up."""
+    from engine.models.flux import reference_tokens
+
+    refs = [torch.randn(1, 16, 8, 8), torch.randn(1, 16, 8, 6), torch.randn(1, 16, 4, 4)]
+
+    def starts(method):
+        tokens, ids = reference_tokens(refs, method, 8, 8)
+        assert tokens.shape == (1, 16 + 12 + 4, 64) and ids.shape == (32, 3)
+        return [ids[i].tolist() for i in (0, 16, 28)]  # each reference's first token
+
+    # offset: (8x8) at 0,0 -> covers 8x8; (8x6): 8 + 8 > 6 + 8 -> right of it at column 8; covers 8x14;
+    # (4x4): 4 + 8 > 4 + 14 is false -> below, at row 8
+    assert starts("offset") == [[1, 0, 0], [1, 0, 4], [1, 4, 0]]
+    assert starts("index") == [[1, 0, 0], [2, 0, 0], [3, 0, 0]]
+    # uxo: each at (8 + rows, 8 + columns of all references before it), in latent pixels
+    assert starts("uxo") == [[0, 4, 4], [0, 8, 8], [0, 12, 11]]
+    assert torch.equal(reference_tokens(refs[:1], "offset", 8, 8)[0], pack(refs[0]))
