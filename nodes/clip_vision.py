@@ -1,5 +1,5 @@
-"""CLIP vision nodes: load an image encoder (alone, or with the checkpoint that embeds one), encode images, and
-condition on them (SD2 unCLIP, SDXL revision)."""
+"""CLIP vision nodes: load an image encoder (CLIP or SigLIP; alone, or with the checkpoint that embeds one), encode
+images, and condition on them (SD2 unCLIP, SDXL revision; style models such as FLUX.1 Redux read the encodings)."""
 from __future__ import annotations
 
 from engine import folders

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from engine import context, folders
+from engine.models.cast import WEIGHT_DTYPES, narrow_storage
 from engine.models.clip import TextEncoder
 from engine.models.diffusion import DiffusionModel
 from engine.models.vae import PixelSpaceVAE, VAE
@@ -37,7 +38,9 @@ def _dit_checkpoint(file, manager, name: str, load, model_class):
 
     companions = load_companions(file, manager.load_device, {
         "clip": manager.text_dtype(), "t5xxl": manager.bf16_or_fp32(), "vae": manager.vae_dtype()})
-    model = model_class(load(file, manager.load_device, manager.bf16_or_fp32())[1], manager=manager, name=name)
+    compute = manager.bf16_or_fp32()
+    network = narrow_storage(load(file, manager.load_device, compute, keep_fp8=True)[1], compute)
+    model = model_class(network, manager=manager, name=name)
     encoders = companions.text_encoders
     if model.family == "flux" and set(encoders) != {"l", "t5xxl"}:
         raise ValueError(f"{name}: a FLUX checkpoint needs its CLIP-L and T5-XXL text encoders; "
@@ -126,14 +129,19 @@ class UNETLoader:
                 family = _dit_family(file.shapes)
                 if family is not None:
                     load, model_class = family
-                    _, network = load(file, manager.load_device, manager.bf16_or_fp32())
-                    return model_class(network, manager=manager, name=unet_name)
+                    compute = manager.bf16_or_fp32()
+                    _, network = load(file, manager.load_device, compute, keep_fp8=True)
+                    return model_class(narrow_storage(network, compute, storage), manager=manager, name=unet_name)
             loaded = load_unet_file(path, manager.load_device, manager.unet_dtype())
             spec = loaded.spec
+            if storage is not None:
+                narrow_storage(loaded.unet, manager.unet_dtype(), storage)
             return DiffusionModel(loaded.unet, spec.family, spec.prediction, spec.latent_scale_factor,
                                   zsnr=spec.zsnr, manager=manager, name=unet_name)
 
-        return (cached_model("diffusion_models", unet_name, build).clone(),)
+        # Each storage choice is its own cached model: the same file may be loaded both ways.
+        storage = WEIGHT_DTYPES.get(weight_dtype)
+        return (cached_model("diffusion_models", unet_name, build, kind=f"diffusion_models/{weight_dtype}").clone(),)
 
 
 PIXEL_SPACE = "pixel_space"  # VAELoader's pass-through entry, which upstream always lists

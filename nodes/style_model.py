@@ -1,4 +1,5 @@
-"""Style model nodes: load a T2I style adapter and add the style tokens it reads off an image to a conditioning."""
+"""Style model nodes: load a T2I style adapter or a FLUX.1 Redux image encoder and add the tokens it reads off an
+image to a conditioning."""
 from __future__ import annotations
 
 import torch

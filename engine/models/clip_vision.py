@@ -1,4 +1,5 @@
-"""CLIP_VISION: CLIP image encoders (ViT-L/H/bigG) loaded into transformers' CLIPVisionModelWithProjection.
+"""CLIP_VISION: CLIP image encoders (ViT-L/H/bigG) loaded into transformers' CLIPVisionModelWithProjection, and
+SigLIP vision towers (FLUX.1 Redux's sigclip_vision_patch14_384) into its SiglipVisionModel.
 
 Files come in the transformers layout (``vision_model.*`` + ``visual_projection.weight``, the layout of ComfyUI's
 clip_vision_g / clip_vision_h files; a whole CLIPModel's text tower is ignored) or OpenCLIP's (``visual.*``, also
@@ -6,6 +7,11 @@ inside unCLIP/SVD checkpoints). The config is read off the shapes; what shapes c
 attention heads for every CLIP vision model, quick-GELU for the OpenAI ViT-L depth and GELU for the deeper OpenCLIP
 H / bigG. Images are prepared as ComfyUI's ``clip_preprocess`` does (bicubic antialiased resize, centre crop,
 8-bit quantisation, CLIP mean/std) and the outputs are its ``clip_vision_output`` fields.
+
+SigLIP files are in transformers' names under ``vision_model.`` and are told apart by their patch embedding, which
+has a bias and no class token beside it. ComfyUI runs them without the attention-pooling head (ignored when the
+file has one), with 16 heads as in both of its SigLIP configs, tanh-approximated GELU, its usual 1e-5 LayerNorm eps,
+and mean / std 0.5; there is no projection, so its ``image_embeds`` are the normalised sequence itself.
 """
 from __future__ import annotations
 
@@ -16,17 +22,21 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import torch
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, SiglipVisionConfig, SiglipVisionModel
 
 from .detect import CheckpointError, Shapes, count_indices
 from .load import CastingReader, assemble, open_checkpoint
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-VISION_HEADS = 16  # every CLIP vision config ComfyUI ships (L: 64-wide heads, H: 80, bigG: 104)
+SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
+SIGLIP_SIZE_STEP = 16  # SigLIP input sizes are multiples of it (224, 256, 384, 512)
+VISION_HEADS = 16  # every CLIP / SigLIP vision config ComfyUI ships (L: 64-wide heads, H: 80, bigG: 104, SigLIP: 72)
 GELU_FROM_LAYERS = 31  # ComfyUI's depth tests: 31+ layers are OpenCLIP H / bigG (GELU), fewer the OpenAI ViT-L
 HF_ROOT = "vision_model."
 HF_PROJECTION = "visual_projection.weight"
+SIGLIP_PATCH_BIAS = HF_ROOT + "embeddings.patch_embedding.bias"
+SIGLIP_HEAD = HF_ROOT + "head."  # the attention-pooling head, which ComfyUI does not run
 OPEN_CLIP_PREFIXES = ("visual.", "embedder.model.visual.", "conditioner.embedders.0.open_clip.model.visual.")
 # OpenCLIP residual-block parts -> transformers encoder-layer parts (q/k/v come fused in attn.in_proj_*)
 _OPEN_CLIP_LAYER_PARTS = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1",
@@ -35,23 +45,36 @@ _OPEN_CLIP_LAYER_PARTS = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_f
 
 @dataclass(frozen=True)
 class ClipVisionSpec:
-    layout: str  # "transformers" or "open_clip"
+    layout: str  # "transformers", "open_clip" or "siglip" (transformers' SigLIP names)
     prefix: str  # where the vision tower's own keys start
     num_layers: int
     width: int
     intermediate_size: int
     patch_size: int
     image_size: int
-    projection_dim: int
+    projection_dim: int | None  # None for SigLIP, which has no projection
+
+    @property
+    def siglip(self) -> bool:
+        return self.layout == "siglip"
 
     @property
     def hidden_act(self) -> str:
+        if self.siglip:
+            return "gelu_pytorch_tanh"
         return "gelu" if self.num_layers >= GELU_FROM_LAYERS else "quick_gelu"
+
+    @property
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return (SIGLIP_MEAN, SIGLIP_STD) if self.siglip else (CLIP_MEAN, CLIP_STD)
 
 
 
 def detect_clip_vision(shapes: Shapes) -> ClipVisionSpec | None:
-    """The CLIP vision tower in ``{key: shape}``, or None when there is none (KeyError when one is incomplete)."""
+    """The CLIP / SigLIP vision tower in ``{key: shape}``, or None when there is none (KeyError when one is
+    incomplete)."""
+    if SIGLIP_PATCH_BIAS in shapes and HF_ROOT + "embeddings.class_embedding" not in shapes:
+        return _detect_siglip(shapes)
     if HF_ROOT + "embeddings.class_embedding" in shapes:
         root, layout = HF_ROOT, "transformers"
         names = {"class": "embeddings.class_embedding", "patch": "embeddings.patch_embedding.weight",
@@ -77,7 +100,24 @@ def detect_clip_vision(shapes: Shapes) -> ClipVisionSpec | None:
                           patch_size=patch[-1], image_size=patch[-1] * side, projection_dim=projection)
 
 
-def vision_config(spec: ClipVisionSpec) -> CLIPVisionConfig:
+def _detect_siglip(shapes: Shapes) -> ClipVisionSpec:
+    patch = shapes[HF_ROOT + "embeddings.patch_embedding.weight"][-1]
+    side = math.isqrt(shapes[HF_ROOT + "embeddings.position_embedding.weight"][0])  # patch tokens only
+    # The input size need not be whole patches: so400m-patch14-384 reads 384 pixels as 27 patches of 14 (the last
+    # 6 fall outside the grid), which is ComfyUI's image_size for its 729 positions.
+    image_size = -(-patch * side // SIGLIP_SIZE_STEP) * SIGLIP_SIZE_STEP
+    return ClipVisionSpec(layout="siglip", prefix=HF_ROOT, width=shapes[SIGLIP_PATCH_BIAS][0],
+                          num_layers=count_indices(shapes, HF_ROOT + "encoder.layers.{}."),
+                          intermediate_size=shapes[HF_ROOT + "encoder.layers.0.mlp.fc1.weight"][0],
+                          patch_size=patch, image_size=image_size, projection_dim=None)
+
+
+def vision_config(spec: ClipVisionSpec) -> CLIPVisionConfig | SiglipVisionConfig:
+    if spec.siglip:
+        return SiglipVisionConfig(
+            hidden_size=spec.width, intermediate_size=spec.intermediate_size, num_hidden_layers=spec.num_layers,
+            num_attention_heads=VISION_HEADS, num_channels=3, image_size=spec.image_size, patch_size=spec.patch_size,
+            hidden_act=spec.hidden_act, layer_norm_eps=1e-5, vision_use_head=False)
     return CLIPVisionConfig(
         hidden_size=spec.width, intermediate_size=spec.intermediate_size, projection_dim=spec.projection_dim,
         num_hidden_layers=spec.num_layers, num_attention_heads=VISION_HEADS, num_channels=3,
@@ -85,7 +125,10 @@ def vision_config(spec: ClipVisionSpec) -> CLIPVisionConfig:
 
 
 def vision_state_dict(spec: ClipVisionSpec, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors under CLIPVisionModelWithProjection's names (each file tensor read once)."""
+    """The tensors under CLIPVisionModelWithProjection's / SiglipVisionModel's names (each file tensor read once)."""
+    if spec.siglip:  # SiglipVisionModel holds the tower itself, without the ``vision_model.`` level
+        return {k.removeprefix(HF_ROOT): tensors[k] for k in tensors
+                if k.startswith(HF_ROOT) and not k.startswith(SIGLIP_HEAD) and not k.endswith("position_ids")}
     if spec.layout == "transformers":
         return {k: tensors[k] for k in tensors
                 if (k.startswith(HF_ROOT) and not k.endswith("position_ids")) or k == HF_PROJECTION}
@@ -138,8 +181,9 @@ def _to_host(tensor: torch.Tensor) -> torch.Tensor:
 @dataclass
 class ClipVisionOutput:
     """CLIP_VISION_OUTPUT values (ComfyUI's clip_vision_output fields), float32 on the CPU."""
-    image_embeds: torch.Tensor  # [B, projection_dim]: post-LayerNorm class token, projected
-    last_hidden_state: torch.Tensor  # [B, tokens, width], the last layer's output (before the post-LayerNorm)
+    image_embeds: torch.Tensor  # CLIP: [B, projection_dim], post-LayerNorm class token, projected; SigLIP: as below
+    last_hidden_state: torch.Tensor  # [B, tokens, width], the last layer's output (CLIP: before the post-LayerNorm,
+    # SigLIP: after it)
     penultimate_hidden_states: torch.Tensor  # [B, tokens, width], the second-to-last layer's output
 
     def __getitem__(self, key: str) -> torch.Tensor:  # ComfyUI's output is read both ways by custom nodes
@@ -149,7 +193,7 @@ class ClipVisionOutput:
 @dataclass
 class ClipVision:
     """CLIP_VISION values: the encoder network, what it was detected as, and the manager that places it."""
-    image_encoder: CLIPVisionModelWithProjection
+    image_encoder: CLIPVisionModelWithProjection | SiglipVisionModel
     spec: ClipVisionSpec
     manager: object = None
     name: str = ""
@@ -162,16 +206,18 @@ class ClipVision:
         """Encode [B, H, W, C] images (CLIPVisionEncode; ``crop`` False for its "none")."""
         with self.manager.running(self) if self.manager else contextlib.nullcontext():
             weight = next(self.image_encoder.parameters())
-            pixels = clip_preprocess(image.to(weight.device), self.image_size, crop=crop)
+            mean, std = self.spec.mean_std
+            pixels = clip_preprocess(image.to(weight.device), self.image_size, crop=crop, mean=mean, std=std)
             out = self.image_encoder(pixel_values=pixels.to(weight.dtype), output_hidden_states=True)
-        return ClipVisionOutput(image_embeds=_to_host(out.image_embeds),
+        embeds = out.last_hidden_state if self.spec.siglip else out.image_embeds
+        return ClipVisionOutput(image_embeds=_to_host(embeds),
                                 last_hidden_state=_to_host(out.last_hidden_state),
                                 penultimate_hidden_states=_to_host(out.hidden_states[-2]))
 
 
 def load_clip_vision_file(path: str | os.PathLike, device: torch.device | str, dtype: torch.dtype, *,
                           manager=None, name: str | None = None, embedded: bool = False) -> ClipVision | None:
-    """A CLIP vision file (CLIPVisionLoader); CheckpointError when it holds no (complete) CLIP vision tower.
+    """A CLIP or SigLIP vision file (CLIPVisionLoader); CheckpointError when it holds no (complete) vision tower.
 
     ``embedded``: the image encoder inside a whole checkpoint (unCLIP, SVD), None when the checkpoint has none.
     """
@@ -185,8 +231,10 @@ def load_clip_vision_file(path: str | os.PathLike, device: torch.device | str, d
             if embedded:
                 return None
             raise CheckpointError(f"{file.name}: not a CLIP vision model (no class embedding under "
-                                  f"'{HF_ROOT}' or {', '.join(repr(p) for p in OPEN_CLIP_PREFIXES)})")
+                                  f"'{HF_ROOT}' or {', '.join(repr(p) for p in OPEN_CLIP_PREFIXES)}, "
+                                  f"nor a SigLIP patch embedding '{SIGLIP_PATCH_BIAS}')")
         tensors = CastingReader(file.shapes, file.read, device, dtype)
-        model = assemble(lambda: CLIPVisionModelWithProjection(vision_config(spec)),
+        network = SiglipVisionModel if spec.siglip else CLIPVisionModelWithProjection
+        model = assemble(lambda: network(vision_config(spec)),
                           lambda _: vision_state_dict(spec, tensors), "CLIP vision", file.name)
     return ClipVision(model, spec, manager=manager, name=name or file.name)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Mapping
 
+import torch
+
 from diffusers.loaders.single_file_utils import (
     DIFFUSERS_TO_LDM_MAPPING,
     convert_ldm_unet_checkpoint,
@@ -212,3 +214,32 @@ def ldm_unet_names(diffusers_names: Iterable[str]) -> dict[str, str]:
             ldm += conv(f"output_blocks.{level * step + per_level}.{slot}.conv")
     converted = convert_ldm_unet_checkpoint({LDM_UNET_PREFIX + n: n for n in ldm}, config)
     return {old: new for new, old in converted.items() if new in names}
+
+
+def converted_names(convert, undo_renames, names, extra=()) -> dict[str, tuple[str, ...]]:
+    """{original-layout parameter name: our parameters holding it, stacked by rows}, as the diffusers single-file
+    converter ``convert`` maps them onto a network with parameter names ``names``.
+
+    The candidates are ``names`` with ``undo_renames`` ((ours, original) substrings) applied, plus ``extra``
+    (originals the converter needs that no parameter comes from). The converter is run over tagged stand-ins of
+    them instead of tensors: three numbers per name, so each third of a weight it splits says which part it
+    became. Originals it reorders (halves swapped) or maps onto anything else than parameters are left out.
+    """
+    def undo(name: str) -> str:
+        for ours, original in undo_renames:
+            name = name.replace(ours, original)
+        return name
+
+    ours = set(names)
+    candidates = sorted({undo(name) for name in ours} | set(extra))
+    tagged = {name: torch.arange(3 * i, 3 * i + 3) for i, name in enumerate(candidates)}
+    parts: dict[str, dict[int, str]] = {}
+    wanted: dict[str, int] = {}
+    for name, tag in convert(tagged).items():
+        first = int(tag[0])
+        original = candidates[first // 3]
+        wanted[original] = 3 // tag.numel()
+        if name in ours and torch.equal(tag, torch.arange(first, first + tag.numel())):
+            parts.setdefault(original, {})[first % 3] = name
+    return {original: tuple(found[i] for i in sorted(found)) for original, found in parts.items()
+            if len(found) == wanted[original]}

@@ -10,6 +10,7 @@ import torch
 from ..resize import common_upscale
 from ..sampling.model_sampling import ModelSampling, discrete_model_sampling
 from . import unclip
+from .cast import compute_dtype
 
 # Default aesthetic scores of the SDXL refiner's conditioning, as ComfyUI uses them.
 REFINER_POSITIVE_SCORE = 6.0
@@ -73,8 +74,9 @@ class DiffusionModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        # Not `unet.dtype`: diffusers walks every submodule for it, which costs time on every step.
-        return next(self.unet.parameters()).dtype
+        """The compute dtype (fp8-stored weights aside). Not `unet.dtype`: diffusers walks every submodule for it,
+        which costs time on every step."""
+        return compute_dtype(self.unet)
 
     @property
     def in_channels(self) -> int:

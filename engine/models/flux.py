@@ -161,10 +161,11 @@ def build_flux(spec: FluxSpec, tensors, *, name: str):
                     "FLUX", name)
 
 
-def load_flux(file, device: torch.device, dtype: torch.dtype):
+def load_flux(file, device: torch.device, dtype: torch.dtype, *, keep_fp8: bool = False):
     """(FluxSpec, transformer) of an open FLUX file (``load.open_checkpoint``)."""
     spec = detect_flux(file.shapes, file.name)
-    return spec, build_flux(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
+    reader = CastingReader(file.shapes, file.read, device, dtype, keep_fp8=keep_fp8)  # see cast.narrow_storage
+    return spec, build_flux(spec, reader, name=file.name)
 
 
 def pack(x: torch.Tensor) -> torch.Tensor:

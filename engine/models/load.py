@@ -18,6 +18,7 @@ from safetensors import safe_open
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 from . import convert
+from .cast import FP8_DTYPES
 from .detect import (
     TEXT_FILE_PREFIXES,
     CheckpointError,
@@ -70,13 +71,18 @@ class CastingReader(Mapping):
     """
 
     def __init__(self, shapes: Mapping[str, tuple[int, ...]], read: Callable[[str], torch.Tensor],
-                 device: torch.device, dtype: torch.dtype):
+                 device: torch.device, dtype: torch.dtype, *, keep_fp8: bool = False):
         self._shapes, self._read, self._device, self._dtype = shapes, read, device, dtype
+        self._keep_fp8 = keep_fp8  # matrices stored in fp8 stay fp8 (cast.narrow_storage computes with them)
 
     def __getitem__(self, key: str) -> torch.Tensor:
-        tensor = self._cast(self._read(key))
+        tensor = self._read(key)
         scale = key.removesuffix("weight") + "scale_weight"
-        if key.endswith(".weight") and scale in self._shapes:
+        scaled = key.endswith(".weight") and scale in self._shapes
+        if self._keep_fp8 and tensor.dtype in FP8_DTYPES and tensor.dim() == 2 and not scaled:
+            return tensor.to(self._device)
+        tensor = self._cast(tensor)
+        if scaled:
             tensor = tensor * self._cast(self._read(scale))
         return tensor
 

@@ -4,7 +4,7 @@ A file is read once into ``LoraEntry``s, one per adapted layer under the file's 
 ``lora_unet_...`` / ``lora_te1_...``, diffusers / PEFT ``unet....``, LDM ``diffusion_model....``). Which parameter
 each name means is worked out per network from its parameter names, with the names ComfyUI accepts for that kind
 of network; the original layouts' names come from the converters that load them (``convert.ldm_unet_names`` for
-SD UNets, ``z_image.original_names`` / ``flux.original_names`` for the DiTs). A layer's weight may be held by
+SD UNets, ``z_image`` / ``flux`` / ``sd3.original_names`` for the DiTs). A layer's weight may be held by
 several of our parameters stacked by rows (fused q/k/v, split on loading): each parameter then takes its rows of
 the change.
 
@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from . import convert, flux, z_image
+from . import convert, flux, sd3, z_image
 from .detect import CheckpointError
 from .load import open_checkpoint
 
@@ -61,6 +61,16 @@ _TEXT_NAMES = {
 }
 _PROJECTION_NAMES = {"clip_l": ("lora_te1_text_projection",), "clip_h": (),
                      "clip_g": ("lora_te2_text_projection", "lora_prior_te_text_projection")}
+# The CLIPs whose presence changes the names of the text encoders beside them (see LoraPatch).
+_NAMING_CLIPS = frozenset({"l", "g"})
+# kohya (OneTrainer) numbers T5-XXL after the CLIPs beside it, by which of CLIP-L / bigG those are; next to CLIP-L
+# alone (FLUX) ComfyUI reads both te2 and te3.
+_T5_KOHYA_PREFIXES = {frozenset(): ("lora_te1_",), frozenset({"g"}): ("lora_te2_",),
+                      frozenset({"l"}): ("lora_te2_", "lora_te3_"), frozenset({"l", "g"}): ("lora_te3_",)}
+# Diffusers names of a DiT's layers: bare or under these prefixes, or flat (dots as underscores) under these.
+_DIT_PREFIXES, _DIT_FLAT_PREFIXES = ("", "diffusion_model.", "transformer."), ("lycoris_",)
+# SD3 also answers to flash-sd3's PEFT "base_model.model." and OneTrainer's flat "lora_transformer_".
+_SD3_PREFIXES, _SD3_FLAT_PREFIXES = _DIT_PREFIXES + ("base_model.model.",), _DIT_FLAT_PREFIXES + ("lora_transformer_",)
 
 _LISTED = 5  # unmatched keys named in the warning
 
@@ -147,17 +157,19 @@ class LazyDeltas(Mapping):
 class LoraPatch:
     """One LoRA file's layers. ``deltas(target, params)`` is the model manager's patch protocol.
 
-    ``bigg_alone``: the CLIP it patches holds bigG without CLIP-L (the SDXL refiner), so bigG takes the names of
-    a first text encoder (``lora_te_``, ``text_encoder.``); get that view with ``for_text_encoders``.
+    ``clips``: which of CLIP-L ("l") and bigG ("g") the CLIP it patches holds, as the names of a text encoder
+    depend on the CLIPs beside it: bigG without CLIP-L (the SDXL refiner) takes a first text encoder's names
+    (``lora_te_``, ``text_encoder.``), kohya numbers T5-XXL after them. Get the view for a CLIP with
+    ``for_text_encoders``.
     """
 
     def __init__(self, entries: Mapping[str, LoraEntry], unparsed: Iterable[str] = (), *, name: str = "",
-                 bigg_alone: bool = False):
+                 clips: Iterable[str] = _NAMING_CLIPS):
         self.entries = dict(entries)
         self.unparsed = tuple(unparsed)  # keys of no known LoRA form
         self.name = name
-        self.bigg_alone = bigg_alone
-        self._other_view: LoraPatch | None = None
+        self.clips = frozenset(clips)
+        self._views: dict[frozenset, LoraPatch] = {self.clips: self}  # shared by all views of the file
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, torch.Tensor], *, name: str = "") -> "LoraPatch":
@@ -180,21 +192,19 @@ class LoraPatch:
         return [k for entry in self.entries.values() for k in entry.keys] + list(self.unparsed)
 
     def for_text_encoders(self, encoders: Iterable[str]) -> "LoraPatch":
-        """This LoRA as it applies to a CLIP with these encoders ("l", "h", "g"); the same object each time."""
-        encoders = set(encoders)
-        alone = "g" in encoders and "l" not in encoders
-        if alone == self.bigg_alone:
-            return self
-        if self._other_view is None:
-            self._other_view = LoraPatch(self.entries, self.unparsed, name=self.name, bigg_alone=alone)
-            self._other_view._other_view = self
-        return self._other_view
+        """This LoRA as it applies to a CLIP with these encoders ("l", "h", "g", "t5xxl", ...); the same object
+        each time."""
+        clips = frozenset(encoders) & _NAMING_CLIPS
+        if clips not in self._views:
+            view = LoraPatch(self.entries, self.unparsed, name=self.name, clips=clips)
+            view._views = self._views
+            self._views[clips] = view
+        return self._views[clips]
 
     def layers(self, target: str, names: Iterable[str]) -> dict[str, tuple[str, ...]]:
         """{LoRA layer name: the parameters its weight is, stacked by rows} of the layers this file adapts in
         ``target`` ("unet", "clip_l", ...); one parameter unless the original layout fused what we hold apart."""
-        role = "clip_g_alone" if target == "clip_g" and self.bigg_alone else target
-        key_map = _key_map(role, tuple(names))
+        key_map = _key_map(target, tuple(names), self.clips)
         return {layer: key_map[layer] for layer in self.entries if layer in key_map}
 
     def matched_keys(self, target: str, names: Iterable[str]) -> set[str]:
@@ -301,15 +311,18 @@ def _parameter_names(network: torch.nn.Module) -> list[str]:
 
 
 @functools.lru_cache(maxsize=16)
-def _key_map(role: str, names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+def _key_map(role: str, names: tuple[str, ...], clips: frozenset) -> dict[str, tuple[str, ...]]:
     """{LoRA layer name: parameters stacked by rows} for a network with parameters ``names``; role: "unet" (the
-    diffusion network, whichever it is: told apart by its parameter names) or a text encoder."""
+    diffusion network, whichever it is: told apart by its parameter names) or a text encoder of a CLIP holding
+    ``clips`` (LoraPatch.clips)."""
     if role != "unet":
-        return _text_key_map(role, names)
+        return _text_key_map(role, names, clips)
     if z_image.is_z_image_network(names):
         return _dit_key_map(z_image.original_names(names), names)
     if flux.is_flux_network(names):
         return _dit_key_map(flux.original_names(names), names)
+    if sd3.is_sd3_network(names):
+        return _dit_key_map(sd3.original_names(names), names, _SD3_PREFIXES, _SD3_FLAT_PREFIXES)
     return _unet_key_map(names)
 
 
@@ -343,21 +356,26 @@ def _unet_key_map(names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _dit_key_map(originals: Mapping[str, tuple[str, ...]], names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """Z-Image / FLUX: the original layout's names (``originals``: a fused q/k/v is our to_q, to_k, to_v) and
-    diffusers' names, bare or under ``diffusion_model.`` / ``transformer.``, or flat under ``lycoris_``."""
+def _dit_key_map(originals: Mapping[str, tuple[str, ...]], names: tuple[str, ...], prefixes=_DIT_PREFIXES,
+                 flat_prefixes=_DIT_FLAT_PREFIXES) -> dict[str, tuple[str, ...]]:
+    """Z-Image / FLUX / SD3: the original layout's names (``originals``: a fused q/k/v is our to_q, to_k, to_v)
+    and diffusers' names under ``prefixes``, or flat under ``flat_prefixes``."""
     out = _original_layout_keys(originals)
     for name in names:
         if name.endswith(".weight"):
-            layer = name.removesuffix(".weight")
-            flat = "lycoris_" + layer.replace(".", "_")
-            out.update((key, (name,)) for key in (layer, "diffusion_model." + layer, "transformer." + layer, flat))
+            layer, one = name.removesuffix(".weight"), (name,)
+            out.update((prefix + layer, one) for prefix in prefixes)
+            out.update((prefix + layer.replace(".", "_"), one) for prefix in flat_prefixes)
     return out
 
 
-def _text_key_map(role: str, names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+def _text_key_map(role: str, names: tuple[str, ...], clips: frozenset) -> dict[str, tuple[str, ...]]:
+    if role == "clip_t5xxl":
+        return _t5_key_map(names, clips)
+    if role == "clip_g" and "l" not in clips:
+        role = "clip_g_alone"
     if role not in _TEXT_NAMES:
-        return _language_model_key_map(role.removeprefix("clip_"), names)
+        return _generic_text_keys(role.removeprefix("clip_"), names, "model.")
     target = role.removesuffix("_alone")
     kohya_prefixes, diffusers_prefix = _TEXT_NAMES[role]
     out = {}
@@ -376,8 +394,20 @@ def _text_key_map(role: str, names: tuple[str, ...]) -> dict[str, tuple[str, ...
     return out
 
 
-def _language_model_key_map(encoder: str, names: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """LLM text encoders (Z-Image's Qwen3, held as transformers' base model): ComfyUI's generic naming, under which
-    the same parameter names sit below ``<encoder>.transformer.model.``."""
-    return {f"text_encoders.{encoder}.transformer.model.{name.removesuffix('.weight')}": (name,)
+def _generic_text_keys(encoder: str, names: tuple[str, ...], below: str = "") -> dict[str, tuple[str, ...]]:
+    """ComfyUI's generic naming of a text encoder's weights: ``text_encoders.<encoder>.transformer.<below><name>``.
+    ``below``: what ComfyUI's module holds ours under (LLM text encoders such as Z-Image's Qwen3, which we hold as
+    transformers' base model: ``model.``)."""
+    return {f"text_encoders.{encoder}.transformer.{below}{name.removesuffix('.weight')}": (name,)
             for name in names if name.endswith(".weight")}
+
+
+def _t5_key_map(names: tuple[str, ...], clips: frozenset) -> dict[str, tuple[str, ...]]:
+    """T5-XXL (FLUX, SD3), whose parameter names are ComfyUI's: the generic naming and kohya's, numbered after
+    ``clips``."""
+    out = _generic_text_keys("t5xxl", names)
+    for name in names:
+        if name.endswith(".weight"):
+            flat = name.removesuffix(".weight").replace(".", "_")
+            out.update((prefix + flat, (name,)) for prefix in _T5_KOHYA_PREFIXES[clips])
+    return out

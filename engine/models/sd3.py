@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..sampling.model_sampling import FlowModelSampling
+from .convert import converted_names
 from .detect import Shapes, count_indices, unrecognised
 from .diffusion import DiffusionModel, pad_to_patches
 from .load import CastingReader, assemble
@@ -93,10 +94,11 @@ def build_sd3(spec: SD3Spec, tensors, *, name: str):
     return assemble(lambda: SD3Transformer2DModel(**sd3_config(spec)), state_of, "SD3", name)
 
 
-def load_sd3(file, device: torch.device, dtype: torch.dtype):
+def load_sd3(file, device: torch.device, dtype: torch.dtype, *, keep_fp8: bool = False):
     """(SD3Spec, transformer) of an open SD3 file (``load.open_checkpoint``)."""
     spec = detect_sd3(file.shapes, file.name)
-    return spec, build_sd3(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
+    reader = CastingReader(file.shapes, file.read, device, dtype, keep_fp8=keep_fp8)  # see cast.narrow_storage
+    return spec, build_sd3(spec, reader, name=file.name)
 
 
 class SD3Model(DiffusionModel):
@@ -136,3 +138,46 @@ class SD3Model(DiffusionModel):
                 encoder_hidden_states=c_crossattn.to(x.device, dtype), pooled_projections=pooled.to(x.device, dtype),
                 timestep=ms.timestep(sigma).to(dtype), return_dict=False)[0]
         return ms.calculate_denoised(sigma, output.float()[..., :height, :width], x)
+
+
+# The converter's renames undone (diffusers' parts -> the original layout's), applied in this order: the candidate
+# original names of a network's parameters, which ``convert.converted_names`` checks against the converter.
+_UNDO_RENAMES = (
+    ("transformer_blocks.", "joint_blocks."),
+    (".attn.to_q.", ".x_block.attn.qkv."), (".attn.to_k.", ".x_block.attn.qkv."), (".attn.to_v.", ".x_block.attn.qkv."),
+    (".attn.add_q_proj.", ".context_block.attn.qkv."), (".attn.add_k_proj.", ".context_block.attn.qkv."),
+    (".attn.add_v_proj.", ".context_block.attn.qkv."),
+    (".attn2.to_q.", ".x_block.attn2.qkv."), (".attn2.to_k.", ".x_block.attn2.qkv."),
+    (".attn2.to_v.", ".x_block.attn2.qkv."),
+    (".attn.to_out.0.", ".x_block.attn.proj."), (".attn.to_add_out.", ".context_block.attn.proj."),
+    (".attn2.to_out.0.", ".x_block.attn2.proj."),
+    (".attn.norm_q.", ".x_block.attn.ln_q."), (".attn.norm_k.", ".x_block.attn.ln_k."),
+    (".attn.norm_added_q.", ".context_block.attn.ln_q."), (".attn.norm_added_k.", ".context_block.attn.ln_k."),
+    (".attn2.norm_q.", ".x_block.attn2.ln_q."), (".attn2.norm_k.", ".x_block.attn2.ln_k."),
+    (".norm1.linear.", ".x_block.adaLN_modulation.1."),
+    (".norm1_context.linear.", ".context_block.adaLN_modulation.1."),
+    (".ff.net.0.proj.", ".x_block.mlp.fc1."), (".ff.net.2.", ".x_block.mlp.fc2."),
+    (".ff_context.net.0.proj.", ".context_block.mlp.fc1."), (".ff_context.net.2.", ".context_block.mlp.fc2."),
+    ("pos_embed.proj.", "x_embedder.proj."),
+    ("time_text_embed.timestep_embedder.linear_1.", "t_embedder.mlp.0."),
+    ("time_text_embed.timestep_embedder.linear_2.", "t_embedder.mlp.2."),
+    ("time_text_embed.text_embedder.linear_1.", "y_embedder.mlp.0."),
+    ("time_text_embed.text_embedder.linear_2.", "y_embedder.mlp.2."),
+    ("proj_out.", "final_layer.linear."), ("norm_out.linear.", "final_layer.adaLN_modulation.1."))
+_POSITIONS = "pos_embed"  # the position grid, which the converter needs; a buffer of ours, not a parameter
+_OWN_NAMES = ("pos_embed.proj.weight", "context_embedder.weight", "transformer_blocks.0.norm1_context.linear.weight")
+
+
+def is_sd3_network(names) -> bool:
+    """Whether parameter names ``names`` are an SD3Transformer2DModel's."""
+    return all(name in names for name in _OWN_NAMES)
+
+
+def original_names(names) -> dict[str, tuple[str, ...]]:
+    """{original-layout parameter name: our parameters holding it, stacked by rows} for an SD3Transformer2DModel
+    with parameter names ``names`` (a fused ``qkv`` is its to_q / to_k / to_v or add_q_proj / add_k_proj /
+    add_v_proj). The final modulations whose halves the converter swaps (``final_layer`` and the last text block's
+    ``adaLN_modulation``) are left out: a change to them cannot be split by rows."""
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    return converted_names(convert_sd3_transformer_checkpoint_to_diffusers, _UNDO_RENAMES, names, (_POSITIONS,))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..sampling.model_sampling import FlowModelSampling
+from .convert import converted_names
 from .detect import Shapes, count_indices, unrecognised
 from .diffusion import DiffusionModel
 from .flux import LATENT_SCALE, LATENT_SHIFT  # Z-Image uses the FLUX VAE
@@ -83,10 +84,11 @@ def build_z_image(spec: ZImageSpec, tensors, *, name: str):
     return assemble(lambda: ZImageTransformer2DModel(**z_image_config(spec)), state_of, "Z-Image", name)
 
 
-def load_z_image(file, device: torch.device, dtype: torch.dtype):
+def load_z_image(file, device: torch.device, dtype: torch.dtype, *, keep_fp8: bool = False):
     """(ZImageSpec, transformer) of an open Z-Image file (``load.open_checkpoint``)."""
     spec = detect_z_image(file.shapes, file.name)
-    return spec, build_z_image(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
+    reader = CastingReader(file.shapes, file.read, device, dtype, keep_fp8=keep_fp8)  # see cast.narrow_storage
+    return spec, build_z_image(spec, reader, name=file.name)
 
 
 class ZImageModel(DiffusionModel):
@@ -124,7 +126,7 @@ class ZImageModel(DiffusionModel):
 
 
 # The converter's renames undone (diffusers' parts -> the original layout's), to list the original names a
-# network's parameters come from; ``original_names`` keeps only those the converter maps back onto them.
+# network's parameters come from; ``convert.converted_names`` keeps only those the converter maps back onto them.
 _UNDO_RENAMES = (("all_final_layer.2-1.", "final_layer."), ("all_x_embedder.2-1.", "x_embedder."),
                  (".attention.to_out.0.", ".attention.out."), (".attention.norm_q.", ".attention.q_norm."),
                  (".attention.norm_k.", ".attention.k_norm."), (".attention.to_q.", ".attention.qkv."),
@@ -137,30 +139,9 @@ def is_z_image_network(names) -> bool:
     return all(name in names for name in _OWN_NAMES)
 
 
-def _undo_renames(name: str) -> str:
-    for ours, original in _UNDO_RENAMES:
-        name = name.replace(ours, original)
-    return name
-
-
 def original_names(names) -> dict[str, tuple[str, ...]]:
     """{original-layout parameter name: our parameters holding it, stacked by rows} for a ZImageTransformer2DModel
-    with parameter names ``names`` (a fused ``attention.qkv`` is its ``to_q``, ``to_k`` and ``to_v``).
-
-    The loader's converter is run over tagged stand-ins of the candidate names instead of tensors: three numbers
-    per name, so each third of a weight it splits says which part it became.
-    """
+    with parameter names ``names`` (a fused ``attention.qkv`` is its ``to_q``, ``to_k`` and ``to_v``)."""
     from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
 
-    ours = set(names)
-    candidates = sorted({_undo_renames(name) for name in ours})
-    tagged = {name: torch.arange(3 * i, 3 * i + 3) for i, name in enumerate(candidates)}
-    parts: dict[str, dict[int, str]] = {}
-    wanted: dict[str, int] = {}
-    for name, tag in convert_z_image_transformer_checkpoint_to_diffusers(tagged).items():
-        original = candidates[int(tag[0]) // 3]
-        wanted[original] = 3 // tag.numel()
-        if name in ours:
-            parts.setdefault(original, {})[int(tag[0]) % 3] = name
-    return {original: tuple(found[i] for i in sorted(found)) for original, found in parts.items()
-            if len(found) == wanted[original]}
+    return converted_names(convert_z_image_transformer_checkpoint_to_diffusers, _UNDO_RENAMES, names)

@@ -217,3 +217,38 @@ async def test_all_in_one_checkpoint_equals_its_parts(client, settings):
         del combined[unused]
     images = [saved(settings, await run_ok(client, prompt))[0] for prompt in (separate, combined)]
     assert images[0].std() > 0 and np.array_equal(images[0], images[1])
+
+
+async def test_fp8_storage_gives_the_image_of_its_values_and_takes_loras(client, settings, files):
+    """An fp8 file's linear weights stay fp8 and each layer computes from them: the image equals that of the same
+    values widened to fp32 on disk. A LoRA on the fp8 model applies, and the weights come back exactly after."""
+    from safetensors.torch import load_file, save_file
+
+    folder = settings.base_directory / "models" / "diffusion_models"
+    fp8 = fixture.write_flux(folder / "flux1-dev-fp8-only.safetensors", seed=9, dtype=torch.float8_e4m3fn)
+    save_file({k: v.float() for k, v in load_file(str(fp8)).items()}, str(folder / "flux1-dev-wide.safetensors"))
+    (settings.base_directory / "models" / "loras").mkdir(exist_ok=True)
+    g = torch.Generator().manual_seed(1)
+    save_file({"diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": torch.randn(384, 4, generator=g),
+               "diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": torch.randn(4, 128, generator=g) * 0.1,
+               "diffusion_model.single_blocks.1.linear1.lora_B.weight": torch.randn(896, 4, generator=g),
+               "diffusion_model.single_blocks.1.linear1.lora_A.weight": torch.randn(4, 128, generator=g) * 0.1},
+              str(settings.base_directory / "models" / "loras" / "flux-lora.safetensors"))
+
+    def on(unet: str, lora_strength: float | None = None) -> dict:
+        prompt = dev_workflow()
+        prompt["1"]["inputs"]["unet_name"] = unet
+        if lora_strength is not None:
+            prompt["20"] = {"class_type": "LoraLoaderModelOnly", "inputs": {
+                "model": ["1", 0], "lora_name": "flux-lora.safetensors", "strength_model": lora_strength}}
+            prompt["6"]["inputs"]["model"] = ["20", 0]
+        return prompt
+
+    narrow = saved(settings, await run_ok(client, on("flux1-dev-fp8-only.safetensors")))[0]
+    wide = saved(settings, await run_ok(client, on("flux1-dev-wide.safetensors")))[0]
+    assert narrow.std() > 0 and np.array_equal(narrow, wide)
+    with_lora = saved(settings, await run_ok(client, on("flux1-dev-fp8-only.safetensors", 0.5)))[0]
+    assert np.abs(with_lora.astype(int) - narrow.astype(int)).mean() > 0.5
+    # strength 0 asks for the bare weights: sampled afresh (another prompt), they must be the original fp8 values
+    restored = saved(settings, await run_ok(client, on("flux1-dev-fp8-only.safetensors", 0.0)))[0]
+    assert np.array_equal(restored, narrow)
