@@ -49,6 +49,13 @@ def fit_to_latent(value: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return stretch_batch(value, noise.shape[0])
 
 
+def refuse_unet_adapters(options: dict, family: str) -> None:
+    """A DiT's extra_conds: ControlNets / T2I-Adapters / GLIGEN made for SD UNets cannot steer it; say so before
+    any of them runs on its latent."""
+    if options.get("control") is not None or options.get("gligen") is not None:
+        raise ValueError(f"ControlNets, T2I-Adapters and GLIGEN made for SD UNet models do not apply to {family}")
+
+
 class DiffusionModel:
     """What MODEL outputs carry. Cloning shares the network; weight patches (LoRA) live on the clone."""
 

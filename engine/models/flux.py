@@ -24,7 +24,7 @@ import torch
 from ..resize import common_upscale
 from ..sampling.model_sampling import FlowModelSampling, FluxModelSampling
 from .detect import Shapes, count_indices, unrecognised
-from .diffusion import DiffusionModel, fit_to_latent, pad_to_patches, stretch_batch
+from .diffusion import DiffusionModel, fit_to_latent, pad_to_patches, refuse_unet_adapters, stretch_batch
 from .load import CastingReader, assemble
 
 PREFIXES = ("model.diffusion_model.", "")
@@ -231,6 +231,7 @@ class FluxModel(DiffusionModel):
 
     def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, *, denoise_mask=None,
                     **unused) -> dict:
+        refuse_unet_adapters(options, "FLUX")
         config = self.unet.config
         if cond.shape[-1] != config.joint_attention_dim:
             raise ValueError(f"this conditioning is {cond.shape[-1]} wide but this FLUX model takes "
@@ -267,10 +268,7 @@ class FluxModel(DiffusionModel):
         return torch.cat((image, stretch_batch(mask, batch)), dim=1)
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor, pooled: torch.Tensor,
-                    guidance=None, c_concat=None, ref_tokens=None, ref_ids=None, control=None, gligen=None,
-                    **unused) -> torch.Tensor:
-        if control is not None or gligen is not None:
-            raise ValueError("ControlNets, T2I-Adapters and GLIGEN made for UNet models do not apply to FLUX")
+                    guidance=None, c_concat=None, ref_tokens=None, ref_ids=None, **unused) -> torch.Tensor:
         ms = self.model_sampling
         sigma = sigma.to(x.device)
         dtype = self.dtype

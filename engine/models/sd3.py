@@ -20,7 +20,7 @@ import torch
 from ..sampling.model_sampling import FlowModelSampling
 from .convert import converted_names
 from .detect import Shapes, count_indices, unrecognised
-from .diffusion import DiffusionModel, pad_to_patches
+from .diffusion import DiffusionModel, pad_to_patches, refuse_unet_adapters
 from .load import CastingReader, assemble
 
 PREFIXES = ("model.diffusion_model.", "")
@@ -112,6 +112,7 @@ class SD3Model(DiffusionModel):
         self.model_sampling = FlowModelSampling(shift=DEFAULT_SHIFT, multiplier=1000.0)
 
     def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, **unused) -> dict:
+        refuse_unet_adapters(options, "SD3")
         config = self.unet.config
         if cond.shape[-1] > config.joint_attention_dim:
             raise ValueError(f"this conditioning is {cond.shape[-1]} wide but this SD3 model takes "
@@ -125,9 +126,7 @@ class SD3Model(DiffusionModel):
         return {"c_crossattn": cond, "pooled": pooled[:, :config.pooled_projection_dim]}
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor, pooled: torch.Tensor,
-                    control=None, gligen=None, **unused) -> torch.Tensor:
-        if control is not None or gligen is not None:
-            raise ValueError("ControlNets, T2I-Adapters and GLIGEN made for UNet models do not apply to SD3")
+                    **unused) -> torch.Tensor:
         ms = self.model_sampling
         sigma = sigma.to(x.device)
         dtype = self.dtype

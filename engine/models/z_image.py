@@ -20,7 +20,7 @@ import torch
 from ..sampling.model_sampling import FlowModelSampling
 from .convert import converted_names
 from .detect import Shapes, count_indices, unrecognised
-from .diffusion import DiffusionModel
+from .diffusion import DiffusionModel, refuse_unet_adapters
 from .flux import LATENT_SCALE, LATENT_SHIFT  # Z-Image uses the FLUX VAE
 from .load import CastingReader, assemble
 
@@ -102,6 +102,7 @@ class ZImageModel(DiffusionModel):
         self.model_sampling = FlowModelSampling(shift=DEFAULT_SHIFT, multiplier=1.0)
 
     def extra_conds(self, cond: torch.Tensor, options: dict, noise: torch.Tensor, **unused) -> dict:
+        refuse_unet_adapters(options, "Z-Image")
         width = self.unet.config.cap_feat_dim
         if cond.shape[-1] != width:
             raise ValueError(f"this conditioning is {cond.shape[-1]} wide but Z-Image takes {width}-wide text "
@@ -109,9 +110,7 @@ class ZImageModel(DiffusionModel):
         return {"c_crossattn": cond}
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor,
-                    control=None, gligen=None, **unused) -> torch.Tensor:
-        if control is not None or gligen is not None:
-            raise ValueError("ControlNets, T2I-Adapters and GLIGEN made for UNet models do not apply to Z-Image")
+                    **unused) -> torch.Tensor:
         ms = self.model_sampling
         sigma = sigma.to(x.device)
         dtype = self.dtype

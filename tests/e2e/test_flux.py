@@ -252,3 +252,24 @@ async def test_fp8_storage_gives_the_image_of_its_values_and_takes_loras(client,
     # strength 0 asks for the bare weights: sampled afresh (another prompt), they must be the original fp8 values
     restored = saved(settings, await run_ok(client, on("flux1-dev-fp8-only.safetensors", 0.0)))[0]
     assert np.array_equal(restored, narrow)
+
+
+async def test_a_controlnet_for_sd_unets_is_a_clear_error(client, settings, files):
+    from tests.fixtures.controlnets import write_controlnet
+    from tests.fixtures.templates import write_input_image
+
+    (settings.base_directory / "models" / "controlnet").mkdir(parents=True, exist_ok=True)
+    write_controlnet(settings.base_directory / "models" / "controlnet" / "sd15_canny.safetensors", "sd1")
+    (settings.base_directory / "input").mkdir(parents=True, exist_ok=True)
+    write_input_image(settings.base_directory / "input" / "edges.png")
+    prompt = schnell_workflow()
+    prompt["20"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "sd15_canny.safetensors"}}
+    prompt["21"] = {"class_type": "LoadImage", "inputs": {"image": "edges.png"}}
+    prompt["22"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
+        "positive": ["4", 0], "negative": ["5", 0], "control_net": ["20", 0], "image": ["21", 0], "strength": 1.0,
+        "start_percent": 0.0, "end_percent": 1.0}}
+    prompt["12"]["inputs"].update(positive=["22", 0], negative=["22", 1])
+    _, messages = await run_prompt(client, prompt)
+    error = of_type(messages, "execution_error")[0]
+    assert error["node_id"] == "12" and "do not apply to FLUX" in error["exception_message"]
+    assert (await run_ok(client, schnell_workflow()))["status"]["status_str"] == "success"  # still serving
