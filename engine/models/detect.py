@@ -43,6 +43,18 @@ def unrecognised(name: str, reason: str) -> CheckpointError:
     return CheckpointError(f"{name}: not a recognised Stable Diffusion checkpoint ({reason})")
 
 
+def detect_or_refuse(file, detect: Callable[[Shapes], object], what: str, marker: str):
+    """``detect(file.shapes)`` for a stand-alone file of one kind (``what``), or a CheckpointError saying it is
+    incomplete (a key ``detect`` needed is missing) or not one at all (no ``marker`` keys)."""
+    try:
+        spec = detect(file.shapes)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise unrecognised(file.name, f"incomplete {what}, missing {exc}") from None
+    if spec is None:
+        raise CheckpointError(f"{file.name}: not a {what} (no {marker} keys)")
+    return spec
+
+
 @dataclass(frozen=True)
 class Family:
     num_heads: int  # fixed head count, or -1 when heads come from num_head_channels

@@ -16,7 +16,7 @@ from typing import Mapping
 import torch
 
 from ..text.qwen_tokenizer import chat_token_ids
-from .detect import CheckpointError, Shapes, count_indices, unrecognised
+from .detect import Shapes, count_indices, detect_or_refuse
 from .load import CastingReader, assemble, open_checkpoint
 
 PREFIXES = ("model.", "")
@@ -86,12 +86,7 @@ def load_qwen_file(path, device: torch.device | str, dtype: torch.dtype):
     """(QwenSpec, Qwen3Model) of a text-encoder file; CheckpointError when it is not a Qwen3 decoder."""
     device = torch.device(device)
     with open_checkpoint(path, device) as file:
-        try:
-            spec = detect_qwen(file.shapes)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise unrecognised(file.name, f"incomplete Qwen3 text encoder, missing {exc}") from None
-        if spec is None:
-            raise CheckpointError(f"{file.name}: not a Qwen3 text encoder (no 'layers.0.self_attn.q_norm' keys)")
+        spec = detect_or_refuse(file, detect_qwen, "Qwen3 text encoder", "'layers.0.self_attn.q_norm'")
         return spec, build_qwen(spec, CastingReader(file.shapes, file.read, device, dtype), device, name=file.name)
 
 

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import torch
 
-from .detect import CheckpointError, Shapes, count_indices, unrecognised
+from .detect import Shapes, count_indices, detect_or_refuse
 from .load import CastingReader, LoadedTextEncoder, assemble, open_checkpoint
 
 PREFIXES = ("", "text_encoders.t5xxl.transformer.")
@@ -91,12 +91,7 @@ def load_t5_file(path: str | os.PathLike, device: torch.device | str, dtype: tor
     """A T5 encoder file as (T5Spec, T5EncoderModel); CheckpointError when it is not one."""
     device = torch.device(device)
     with open_checkpoint(path, device) as file:
-        try:
-            spec = detect_t5(file.shapes)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise unrecognised(file.name, f"incomplete T5 text encoder, missing {exc}") from None
-        if spec is None:
-            raise CheckpointError(f"{file.name}: not a T5 text encoder (no 'encoder.final_layer_norm.weight' key)")
+        spec = detect_or_refuse(file, detect_t5, "T5 text encoder", "'encoder.final_layer_norm.weight'")
         model = build_t5(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
         return LoadedTextEncoder(spec, model)
 
