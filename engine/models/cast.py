@@ -22,12 +22,14 @@ class CastLinear(torch.nn.Linear):
         return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
 
 
-def narrow_storage(network: torch.nn.Module, compute: torch.dtype, storage: torch.dtype | None = None):
+def narrow_storage(network: torch.nn.Module, compute: torch.dtype, storage: torch.dtype | None = None, *,
+                   skip: tuple[str, ...] = ()):
     """Make ``network``'s Linear weights stored in ``storage`` (None: keep those already fp8) and computed in
-    ``compute``; every other fp8 tensor is widened to ``compute``. Returns the network."""
+    ``compute``, but for the Linear layers whose names end with one of ``skip``; every other fp8 tensor is widened
+    to ``compute``. Returns the network."""
     narrowed = set()
-    for module in network.modules():
-        if type(module) is not torch.nn.Linear:
+    for name, module in network.named_modules():
+        if type(module) is not torch.nn.Linear or name.endswith(skip):
             continue
         weight = module.weight
         if storage is None and weight.dtype not in FP8_DTYPES:

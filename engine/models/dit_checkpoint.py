@@ -25,8 +25,8 @@ class Companions:
 def load_companions(file, device: torch.device, dtypes: dict[str, torch.dtype]) -> Companions:
     """The text encoders and VAE of an open all-in-one file (``load.open_checkpoint``); ``dtypes`` by part:
     "clip", "t5xxl", "vae"."""
-    def reader(part):
-        return CastingReader(file.shapes, file.read, device, dtypes[part])
+    def reader(part):  # T5 keeps fp8 weights fp8 (t5.build_t5)
+        return CastingReader(file.shapes, file.read, device, dtypes[part], keep_fp8=part == "t5xxl")
 
     encoders = {}
     for name, prefix in CLIP_PREFIXES.items():

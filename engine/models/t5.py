@@ -15,6 +15,7 @@ from typing import Mapping
 
 import torch
 
+from .cast import compute_dtype, narrow_storage
 from .detect import Shapes, count_indices, detect_or_refuse
 from .load import CastingReader, LoadedTextEncoder, assemble, open_checkpoint
 
@@ -84,7 +85,9 @@ def build_t5(spec: T5Spec, tensors: Mapping[str, torch.Tensor], *, name: str):
 
     model = assemble(lambda: T5EncoderModel(t5_config(spec)), state_of, "T5 text encoder", name)
     model.set_input_embeddings(model.shared)  # one module, so that moving the model moves one table
-    return model
+    # fp8 weights read as they are stored stay fp8, but for the feed-forward outputs: transformers' T5 casts its
+    # hidden states to their weight's dtype.
+    return narrow_storage(model, compute_dtype(model), skip=(".wo",))
 
 
 def load_t5_file(path: str | os.PathLike, device: torch.device | str, dtype: torch.dtype) -> LoadedTextEncoder:
@@ -92,7 +95,7 @@ def load_t5_file(path: str | os.PathLike, device: torch.device | str, dtype: tor
     device = torch.device(device)
     with open_checkpoint(path, device) as file:
         spec = detect_or_refuse(file, detect_t5, "T5 text encoder", "'encoder.final_layer_norm.weight'")
-        model = build_t5(spec, CastingReader(file.shapes, file.read, device, dtype), name=file.name)
+        model = build_t5(spec, CastingReader(file.shapes, file.read, device, dtype, keep_fp8=True), name=file.name)
         return LoadedTextEncoder(spec, model)
 
 

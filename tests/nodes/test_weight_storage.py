@@ -1,5 +1,6 @@
 """fp8 weight storage: UNETLoader keeps an fp8 file's linear weights in fp8 (and narrows any model's with its fp8
-weight_dtype choices), computing each layer in the compute dtype from them, as ComfyUI's manual cast does."""
+weight_dtype choices), computing each layer in the compute dtype from them, as ComfyUI's manual cast does; T5-XXL
+text encoders from fp8 files likewise."""
 from __future__ import annotations
 
 import pytest
@@ -70,3 +71,21 @@ def test_sd_unet_narrows_its_linear_layers(models, tmp_path):
     (model,) = loaders.UNETLoader().load_unet("sd15_unet.safetensors", "fp8_e4m3fn")
     assert torch.float8_e4m3fn in stored(model.unet) and model.dtype == torch.float32
     assert model.unet.conv_in.weight.dtype == torch.float32
+
+
+def test_fp8_t5_keeps_its_weights_fp8_and_encodes_as_widened(tmp_path):
+    from engine.models.t5 import load_t5_file
+    from tests.fixtures.t5 import write_t5
+
+    narrow = write_t5(tmp_path / "t5_fp8.safetensors", dtype=torch.float8_e4m3fn)
+    save_file({k: v.float() for k, v in load_file(str(narrow)).items()}, str(tmp_path / "t5_wide.safetensors"))
+    fp8 = load_t5_file(narrow, "cpu", torch.float32).model
+    wide = load_t5_file(tmp_path / "t5_wide.safetensors", "cpu", torch.float32).model
+    kinds = {name.rsplit(".", 1)[-1]: module.weight.dtype for name, module in fp8.named_modules()
+             if isinstance(module, torch.nn.Linear)}
+    assert kinds == {"q": torch.float8_e4m3fn, "k": torch.float8_e4m3fn, "v": torch.float8_e4m3fn,
+                     "o": torch.float8_e4m3fn, "wi_0": torch.float8_e4m3fn, "wi_1": torch.float8_e4m3fn,
+                     "wo": torch.float32}  # transformers casts the feed-forward input to wo's dtype
+    ids = torch.tensor([[37, 1782, 21, 8, 1]])
+    with torch.no_grad():
+        assert torch.equal(fp8(ids).last_hidden_state, wide(ids).last_hidden_state)
