@@ -17,7 +17,7 @@ from tests.e2e import test_flux
 from tests.e2e.test_families import run_ok
 from tests.e2e.test_txt2img import saved
 from tests.fixtures import flux as fixture, redux as fx
-from tests.nodes.test_style_model import apply
+from tests.nodes.test_style_model import apply, assert_tokens_appended
 
 WIDTH = fx.TINY_REDUX.context_dim
 
@@ -40,12 +40,7 @@ def test_apply_appends_every_images_redux_tokens_to_each_cond(encoders):
     result = apply(conditioning, redux, out, 0.6, "multiply")
     images = torch.cat([tokens[0], tokens[1]]) * 0.6  # one token per SigLIP patch, the first image's first
     assert images.shape == (2 * fx.TINY.positions, WIDTH)
-    for (cond, options), (text, before) in zip(result, conditioning):
-        assert cond.shape == (text.shape[0], text.shape[1] + 2 * fx.TINY.positions, WIDTH)
-        assert torch.equal(cond[:, :text.shape[1]], text)
-        for entry in cond[:, text.shape[1]:]:
-            assert torch.allclose(entry, images, atol=1e-5)
-        assert options == before and options is not before
+    assert_tokens_appended(result, conditioning, images)
     assert result[0][1]["pooled_output"] is pooled
     # attn_bias at 1.0 biases nothing; other biases need attention masks, which comfyd refuses for Redux as well
     plain = apply(conditioning, redux, out, 1.0, "attn_bias")

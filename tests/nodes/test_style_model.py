@@ -109,6 +109,17 @@ def apply(conditioning, *args):
     return out
 
 
+def assert_tokens_appended(result, conditioning, images):
+    """Each cond of ``result`` is its text from ``conditioning`` followed by ``images`` (tokens, width), per batch
+    row, with a copy of its options."""
+    for (cond, options), (text, before) in zip(result, conditioning):
+        assert cond.shape == (text.shape[0], text.shape[1] + images.shape[0], images.shape[1])
+        assert torch.equal(cond[:, :text.shape[1]], text)
+        for entry in cond[:, text.shape[1]:]:
+            assert torch.allclose(entry, images, atol=1e-5)
+        assert options == before and options is not before
+
+
 def test_multiply_appends_scaled_tokens_of_every_image_to_each_cond(tiny):
     out = vision_output(batch=2, seed=3)
     pooled = torch.ones(1, 5)
@@ -117,12 +128,8 @@ def test_multiply_appends_scaled_tokens_of_every_image_to_each_cond(tiny):
     result = apply(conditioning, tiny, out, 0.4, "multiply")
     tokens = reference_tokens(style_state_dict(), out.last_hidden_state).float()
     images = torch.cat([tokens[0], tokens[1]]) * 0.4  # first image's tokens, then the second's
-    for (cond, options), (text, before) in zip(result, conditioning):
-        assert cond.shape == (text.shape[0], text.shape[1] + 2 * TINY.tokens, TINY.context_dim)
-        assert torch.equal(cond[:, :text.shape[1]], text)
-        for entry in cond[:, text.shape[1]:]:
-            assert torch.allclose(entry, images, atol=1e-5)
-        assert options == before and options is not before
+    assert images.shape == (2 * TINY.tokens, TINY.context_dim)
+    assert_tokens_appended(result, conditioning, images)
     assert result[0][1]["pooled_output"] is pooled
     zero = apply(conditioning, tiny, out, 0.0, "multiply")
     assert torch.count_nonzero(zero[0][0][:, 7:]) == 0
