@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 
+# What the tests take from the registry (tests/fetched.py), fetched here so that no test reaches the network.
+TEST_DATA := $(VENV)/test-data/.fetched
+
 .PHONY: install run test clean
 
 $(VENV)/.installed: pyproject.toml
@@ -17,12 +20,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
+$(TEST_DATA): $(VENV)/.installed tests/fetched.py
+	$(PY) -m tests.fetched
+	touch $@
+
 install: $(VENV)/.installed
 
 run: install
 	$(PY) -m server $(ARGS)
 
-test: install
+test: install $(TEST_DATA)
 	$(PY) -m pytest -q $(ARGS)
 
 clean:

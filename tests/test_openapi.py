@@ -18,10 +18,10 @@ from yarl import URL
 from engine import events
 from server.routes import INTERNAL_PREFIX, INTERNAL_ROUTES, ROUTES
 from tests.conftest import messages_until, next_message, run_finished
+from tests.upstream import CAPTURES
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_FILE = ROOT / "openapi.yaml"
-CAPTURES = ROOT.parent / "shared" / "reference" / "captures"
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # Keywords the validator below checks, and keywords that only annotate; a schema using anything else fails the
@@ -490,7 +490,6 @@ async def test_runs_send_only_documented_messages_and_record_documented_history(
 
 # -- upstream's captured answers match the spec as well ---------------------------------------------------------
 
-@pytest.mark.skipif(not CAPTURES.is_dir(), reason="upstream captures not present")
 def test_upstream_captures_match_the_spec(spec):
     checked = 0
     for capture in sorted(CAPTURES.glob("*.json")):
@@ -515,7 +514,6 @@ def test_upstream_captures_match_the_spec(spec):
     assert checked > 100
 
 
-@pytest.mark.skipif(not CAPTURES.is_dir(), reason="upstream captures not present")
 def test_upstream_websocket_captures_match_the_spec(spec):
     frame_types = {f["code"] for f in spec["components"]["schemas"]["WebSocketBinaryFrame"]["x-frame-types"]}
     formats = {f["code"] for f in spec["components"]["schemas"]["WebSocketBinaryFrame"]["x-image-formats"]}

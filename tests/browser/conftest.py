@@ -1,10 +1,11 @@
 """Fixtures for the browser tests: the system's headless Chromium driven by Playwright.
 
-They skip when /usr/bin/chromium or the playwright package is missing (.ci/run installs both); Playwright never
-downloads a browser here."""
+They skip when /usr/bin/chromium is missing (a system package: .ci/run installs it); Playwright never downloads a
+browser here."""
 from __future__ import annotations
 
 import pytest
+from playwright import sync_api
 
 from tests.browser.frontends import start_latest
 from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Recorder
@@ -15,7 +16,6 @@ from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, OUTPUT, Recorder
 def chromium():
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium package)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     with sync_api.sync_playwright() as playwright:
         yield playwright.chromium
 

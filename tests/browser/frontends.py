@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
-from tests.browser.live import OUTPUT, PINNED_FRONTEND, PINNED_VERSION, Comfyd, make_base
+from tests import fetched
+from tests.browser.live import OUTPUT, Comfyd, make_base
+from tests.fetched import PINNED_VERSION
 
 # Frontend 1.27.10 throws this on every boot, against upstream ComfyUI too: a setting's onChange runs before the
 # setting is registered.
@@ -19,12 +19,11 @@ PINNED_BOOT_BUG = "Cannot read properties of undefined (reading 'id')"
 
 def start_pinned(tmp_path_factory) -> Comfyd:
     """comfyd serving frontend 1.27.10 from web_custom_versions, as `--front-end-version` finds it."""
-    if not (PINNED_FRONTEND / "comfyui_frontend_package" / "static" / "index.html").is_file():
-        pytest.skip(f"frontend {PINNED_VERSION} is not at {PINNED_FRONTEND} (.ci/run installs it there)")
+    pinned = fetched.pinned_frontend()
     base = make_base(tmp_path_factory.mktemp("comfyd-pinned"))
     versions = base / "web_custom_versions" / "Comfy-Org_ComfyUI_frontend"
     versions.mkdir(parents=True)
-    os.symlink(PINNED_FRONTEND, versions / PINNED_VERSION)
+    os.symlink(pinned, versions / PINNED_VERSION)
     # 1.27 has no per-prompt preview setting: previews come from the server's flag.
     return Comfyd(base, "--front-end-version", f"Comfy-Org/ComfyUI_frontend@v{PINNED_VERSION}",
                   "--preview-method", "auto")

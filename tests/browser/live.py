@@ -19,9 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = ROOT / "test-output" / "browser"
 CHECKPOINT = "tiny-sd15.safetensors"
-# Where .ci/run puts the frontend ComfyUI 0.3.64 pins (comfyd serves it through --front-end-version).
-PINNED_VERSION = "1.27.10"
-PINNED_FRONTEND = ROOT / ".venv" / "web_custom_versions" / "Comfy-Org_ComfyUI_frontend" / PINNED_VERSION
 PINNED_DEFAULT_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # what 1.27's default workflow loads
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

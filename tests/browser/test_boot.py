@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from tests.browser.frontends import PINNED, start_pinned
-from tests.browser.live import (CHECKPOINT, CHECKPOINT_CHOICES, HAS_WORKFLOW, OUTPUT, PINNED_VERSION, SAVED_IMAGE, SEEN,
+from tests.fetched import PINNED_VERSION
+from tests.browser.live import (CHECKPOINT, CHECKPOINT_CHOICES, HAS_WORKFLOW, OUTPUT, SAVED_IMAGE, SEEN,
                                 WATCH_EXECUTION, boot, close)
 
 

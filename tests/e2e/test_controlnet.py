@@ -18,8 +18,8 @@ from tests.conftest import of_type, run_prompt
 from tests.e2e.test_families import run_ok
 from tests.e2e.test_txt2img import default_workflow, saved
 from tests.fixtures import checkpoints, controlnets
+from tests.upstream import declaration
 
-CAPTURE = Path(__file__).resolve().parents[3] / "shared/reference/captures/GET_object_info_full.json"
 COMPARED_FIELDS = ("input", "input_order", "output", "output_is_list", "output_name", "display_name", "category",
                    "output_node", "description", "python_module", "output_tooltips")
 STEPS = 2
@@ -267,9 +267,7 @@ async def test_missing_controlnet_file_is_a_validation_error(client, files):
 
 @pytest.mark.parametrize("name", sorted(nodes.controlnet.NODE_CLASS_MAPPINGS))
 async def test_declarations_match_upstream(client, name):
-    if not CAPTURE.is_file():
-        pytest.skip("upstream captures not present")
-    upstream = json.loads(CAPTURE.read_text())["body_json"][name]
+    upstream = declaration(name)
     ours = (await (await client.get(f"/object_info/{name}")).json())[name]
     if name.endswith("Loader"):  # the capture was taken with no ControlNet files
         ours["input"]["required"]["control_net_name"] = [[]]

@@ -246,12 +246,15 @@ async def test_fp8_storage_gives_the_image_of_its_values_and_takes_loras(client,
 
     narrow = saved(settings, await run_ok(client, on("flux1-dev-fp8-only.safetensors")))[0]
     wide = saved(settings, await run_ok(client, on("flux1-dev-wide.safetensors")))[0]
-    assert narrow.std() > 0 and np.array_equal(narrow, wide)
+    # The same values through different kernels (a cast per layer against plain fp32 weights): on another CPU's
+    # vector width the float rounding may differ, so within the parity tolerance rather than bit for bit.
+    difference = np.abs(narrow.astype(int) - wide.astype(int))
+    assert narrow.std() > 0 and difference.max() <= 2 and difference.mean() <= 0.05, difference.max()
     with_lora = saved(settings, await run_ok(client, on("flux1-dev-fp8-only.safetensors", 0.5)))[0]
     assert np.abs(with_lora.astype(int) - narrow.astype(int)).mean() > 0.5
     # strength 0 asks for the bare weights: sampled afresh (another prompt), they must be the original fp8 values
     restored = saved(settings, await run_ok(client, on("flux1-dev-fp8-only.safetensors", 0.0)))[0]
-    assert np.array_equal(restored, narrow)
+    assert np.array_equal(restored, narrow)  # the same fp8 values through the same kernels: bit for bit
 
 
 async def test_a_controlnet_for_sd_unets_is_a_clear_error(client, settings, files):

@@ -1,7 +1,7 @@
 """Parity with upstream ComfyUI: every case of tests/golden/cases.py, run on comfyd, matches upstream's images.
 
 The golden PNGs in tests/golden/sd15 were made by tools/make_golden.py against upstream ComfyUI 0.3.64 on the
-CPU (fp32) with the checkpoint that shared/tools/make_checkpoint.py writes and the seeded files of
+CPU (fp32) with the checkpoint of tests/golden/checkpoint.py and the seeded files of
 tests/golden/{lora,controlnet,control_lora,adapter,upscaler,inpaint}.py (upstream applied every key of the LoRAs;
 LoraLoaderModelOnly leaves the text-encoder keys out, as it should, and the CLIP half of a LoRA alone moves the
 image by ~10/255 on average; upstream loaded every ControlNet and adapter key without a warning and built the
@@ -19,8 +19,6 @@ import asyncio
 import hashlib
 import importlib.util
 import json
-import subprocess
-import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,9 +30,8 @@ from PIL import Image
 
 from engine import Settings
 from server.app import create_app
-from tests.golden import adapter, cases, control_lora, controlnet, inpaint, lora, upscaler
+from tests.golden import adapter, cases, checkpoint, control_lora, controlnet, inpaint, lora, upscaler
 
-MAKE_CHECKPOINT = Path(__file__).parents[3] / "shared/tools/make_checkpoint.py"
 MAKE_GOLDEN = Path(__file__).parents[2] / "tools/make_golden.py"
 MAX_DIFF = 2
 MAX_MEAN_DIFF = 0.05
@@ -65,19 +62,15 @@ BASELINES = {"lora_0_8": "euler_normal", "lora_chain": "lora_0_8", "lora_model_o
 @pytest.fixture(scope="session")
 def parity_base(tmp_path_factory) -> Path:
     """A comfyd base directory holding the checkpoint and the model files the golden images were made with."""
-    if not MAKE_CHECKPOINT.is_file():
-        pytest.skip(f"{MAKE_CHECKPOINT} not found: the parity checkpoint is written by shared/tools beside the checkout")
     base = tmp_path_factory.mktemp("parity")
-    target = base / "models" / "checkpoints" / cases.CHECKPOINT
-    target.parent.mkdir(parents=True)
-    subprocess.run([sys.executable, str(MAKE_CHECKPOINT), str(target), *cases.CHECKPOINT_ARGS],
-                   check=True, capture_output=True)
+    checkpoints = base / "models" / "checkpoints"
+    checkpoint.write_parity_checkpoint(checkpoints)
     lora.write_parity_loras(base / "models" / "loras")
     controlnet.write_parity_controlnets(base / "models" / "controlnet")
     control_lora.write_parity_control_loras(base / "models" / "controlnet")
     upscaler.write_parity_upscalers(base / "models" / "upscale_models")
     adapter.write_parity_files(base / "models")
-    inpaint.write_parity_inpaint(target.parent)
+    inpaint.write_parity_inpaint(checkpoints)
     return base
 
 
@@ -126,7 +119,7 @@ def pixels(path: Path) -> np.ndarray:
 
 def test_golden_data_covers_every_case_and_is_intact():
     assert list(GOLDEN["cases"]) == list(cases.CASES)
-    assert GOLDEN["checkpoint"] == {"name": cases.CHECKPOINT, "make_checkpoint_args": list(cases.CHECKPOINT_ARGS)}
+    assert GOLDEN["checkpoint"] == {cases.CHECKPOINT: checkpoint.fingerprint()}
     # the inputs and model files the tests hand comfyd are those the golden images were made from
     assert GOLDEN["inputs"] == {i.name: hashlib.sha256(i.read_bytes()).hexdigest() for i in cases.INPUT_IMAGES}
     assert GOLDEN["loras"] == {name: lora.fingerprint(seed) for name, seed in lora.PARITY_LORAS.items()}

@@ -1,7 +1,7 @@
 """Parity cases: small ComfyUI API-format graphs run on upstream ComfyUI (golden images) and on comfyd.
 
-The cases use the seeded random-weight SD1.5 checkpoint written by shared/tools/make_checkpoint.py with
-CHECKPOINT_ARGS; the server's input folder needs INPUT_IMAGES (make_golden.py uploads them), and its models folder
+The cases use the seeded random-weight SD1.5 checkpoint CHECKPOINT (``python -m tests.golden.checkpoint
+<models>/checkpoints``); the server's input folder needs INPUT_IMAGES (make_golden.py uploads them), and its models folder
 the seeded files the cases load: lora.PARITY_LORAS in loras/ (``python tests/golden/lora.py <models>/loras``),
 controlnet.PARITY_CONTROLNETS in controlnet/ (``python -m tests.golden.controlnet <models>/controlnet``),
 control_lora.PARITY_CONTROL_LORAS there too (``python -m tests.golden.control_lora <models>/controlnet``),
@@ -21,14 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from . import checkpoint
 from .adapter import PARITY_ADAPTERS, PARITY_UNETS
 from .control_lora import PARITY_CONTROL_LORAS
 from .controlnet import PARITY_CONTROLNETS
 from .lora import PARITY_LORAS
 from .upscaler import PARITY_UPSCALERS
 
-CHECKPOINT = "tiny-sd15.safetensors"
-CHECKPOINT_ARGS = ("--seed", "0", "--profile", "tiny")
+CHECKPOINT = checkpoint.NAME
 INPAINT_CHECKPOINT = "parity-inpaint-s6.safetensors"  # CHECKPOINT with a 9-channel UNet input (inpaint.py)
 INPUT_IMAGE = Path(__file__).with_name("input_64.png")
 INPUT_MASKED = Path(__file__).with_name("input_64_rgba.png")

@@ -2,7 +2,7 @@
 input.
 
 An inpainting UNet reads the noisy latent plus five more channels: the mask and the masked image's latent. The
-file holds exactly the tensors shared/tools/make_checkpoint.py writes for cases.CHECKPOINT_ARGS, except the UNet's
+file holds exactly the tensors of the parity checkpoint (checkpoint.py), except the UNet's
 first conv: its four latent channels are kept and five seeded ones (tests/golden/seeded.py) are appended, with
 EXTRA_GAIN times the usual N(0, 1/fan_in) spread so that what the sampler feeds them moves the image far beyond the
 parity tolerance. Upstream ComfyUI detects it as an SD1.5 inpainting model from that conv's input width alone.
@@ -11,15 +11,12 @@ parity tolerance. Upstream ComfyUI detects it as an SD1.5 inpainting model from 
 """
 from __future__ import annotations
 
-import importlib.util
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from . import cases, seeded
+from . import cases, checkpoint, seeded
 
-MAKE_CHECKPOINT = Path(__file__).resolve().parents[3] / "shared/tools/make_checkpoint.py"
 CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 EXTRA_CHANNELS = 5  # mask + masked-image latent
 EXTRA_GAIN = 3.0
@@ -28,25 +25,8 @@ PARITY_INPAINT = {cases.INPAINT_CHECKPOINT: 6}
 GENERATOR = "tests/golden/inpaint.py"
 
 
-@cache
-def _make_checkpoint():
-    """shared/tools/make_checkpoint.py as a module (it lives beside the checkout, not in a package)."""
-    if not MAKE_CHECKPOINT.is_file():
-        raise FileNotFoundError(f"{MAKE_CHECKPOINT} not found: the parity checkpoint's writer lives in shared/tools")
-    spec = importlib.util.spec_from_file_location("make_checkpoint", MAKE_CHECKPOINT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def base_checkpoint() -> dict[str, np.ndarray]:
-    """The tensors of cases.CHECKPOINT, as make_checkpoint.py writes them for cases.CHECKPOINT_ARGS."""
-    args = dict(zip(cases.CHECKPOINT_ARGS[::2], cases.CHECKPOINT_ARGS[1::2]))
-    return _make_checkpoint().build(seed=int(args["--seed"]), profile=args["--profile"])
-
-
 def make_inpaint(seed: int) -> dict[str, np.ndarray]:
-    tensors = base_checkpoint()
+    tensors = checkpoint.build()
     conv = tensors[CONV_IN]
     extra = seeded.value(CONV_IN, (conv.shape[0], EXTRA_CHANNELS, *conv.shape[2:]), seed, EXTRA_GAIN)
     return {**tensors, CONV_IN: np.concatenate([conv, extra.astype(conv.dtype)], axis=1)}

@@ -2,7 +2,7 @@
 
 Values come from numpy's PCG64 seeded with (seed, crc32(name)); weights (2-D and up) are N(0, gain^2 / fan_in),
 1-D ``weight`` tensors are norm scales (ones) and other 1-D tensors biases (zeros), the way
-shared/tools/make_checkpoint.py fills the parity checkpoint. `digest` identifies a file by what it holds.
+the parity checkpoint (checkpoint.py) is filled. `digest` identifies a file by what it holds.
 """
 from __future__ import annotations
 

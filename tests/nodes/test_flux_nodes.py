@@ -3,10 +3,10 @@ FluxGuidance, FluxDisableGuidance; declarations against upstream's /object_info.
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
 from engine import folders
@@ -14,9 +14,8 @@ from engine.text.clip_tokenizer import END_ID, clip_tokenizer
 from nodes import flux, loaders, text_encode
 from tests.fixtures.checkpoints import write_clip_l
 from tests.fixtures.t5 import write_t5
-from tests.nodes.test_latent_nodes import CAPTURE, assert_matches_capture, assert_same
-
-transformers = pytest.importorskip("transformers")
+from tests.nodes.test_latent_nodes import assert_matches_capture, assert_same
+from tests.upstream import declaration
 
 CLIP_L, T5 = "clip_l.safetensors", "t5xxl_fp16.safetensors"
 
@@ -27,9 +26,7 @@ def test_declaration_matches_upstream(name):
 
 
 def test_dual_clip_loader_types_follow_upstream_order():
-    if not CAPTURE.is_file():
-        pytest.skip("upstream captures not present")
-    upstream = json.loads(CAPTURE.read_text())["body_json"]["DualCLIPLoader"]
+    upstream = declaration("DualCLIPLoader")
     types = upstream["input"]["required"]["type"][0]
     assert loaders.DualCLIPLoader.TYPES == [t for t in types if t in loaders.DualCLIPLoader.TYPES]
     assert loaders.DualCLIPLoader.TYPES[:3] == ["sdxl", "sd3", "flux"]

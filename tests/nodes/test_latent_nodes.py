@@ -3,24 +3,21 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from nodes import latent
 from nodes.registry import NodeRegistry
+from tests.upstream import declaration
 
-CAPTURE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "captures" / "GET_object_info_full.json"
 COMPARED_FIELDS = ("input", "input_order", "output", "output_is_list", "output_name", "display_name", "category",
                    "output_node", "description", "python_module", "output_tooltips")
 
 
 def assert_matches_capture(module, name: str) -> None:
     """`name` as our registry describes it equals upstream's /object_info entry, JSON value for JSON value."""
-    if not CAPTURE.is_file():
-        pytest.skip("upstream captures not present")
-    upstream = json.loads(CAPTURE.read_text())["body_json"][name]
+    upstream = declaration(name)
     registry = NodeRegistry()
     registry.register_module(module)
     ours = json.loads(json.dumps(registry.info(name)))

@@ -3,7 +3,6 @@ CLIP-G and T5 files in any order, CLIPTextEncodeSD3's empty padding; declaration
 from __future__ import annotations
 
 import itertools
-import json
 
 import pytest
 import torch
@@ -12,9 +11,9 @@ from engine import folders
 from nodes import loaders, sd3, text_encode
 from tests.fixtures.checkpoints import write_clip_g, write_clip_l
 from tests.fixtures.t5 import SD3_T5, write_t5
-from tests.nodes.test_latent_nodes import CAPTURE, assert_matches_capture
+from tests.nodes.test_latent_nodes import assert_matches_capture
+from tests.upstream import declaration
 
-pytest.importorskip("transformers")
 
 FILES = {"l": "clip_l.safetensors", "g": "clip_g.safetensors", "t5xxl": "t5xxl_fp16.safetensors"}
 CLIP_L, CLIP_G, T5 = FILES.values()
@@ -33,9 +32,7 @@ def test_declaration_matches_upstream(name, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("loader", [loaders.CLIPLoader, loaders.DualCLIPLoader])
 def test_loader_types_and_recipes_follow_upstream(loader):
-    if not CAPTURE.is_file():
-        pytest.skip("upstream captures not present")
-    upstream = json.loads(CAPTURE.read_text())["body_json"][loader.__name__]
+    upstream = declaration(loader.__name__)
     assert "sd3" in loader.TYPES
     assert loader.TYPES == [t for t in upstream["input"]["required"]["type"][0] if t in loader.TYPES]
     recipes = upstream["description"].split("\n")

@@ -133,7 +133,7 @@ async def test_interrupt_stops_a_running_prompt_inside_its_loop(client):
     assert resp.status == 200
     resp = await client.post("/interrupt", data=b"")
     assert resp.status == 200
-    messages = await messages_until(ws, run_finished(body["prompt_id"]), timeout=5)
+    messages = await messages_until(ws, run_finished(body["prompt_id"]))
     interrupted = of_type(messages, "execution_interrupted")
     assert interrupted and interrupted[0]["node_id"] == "2" and interrupted[0]["node_type"] == "TestSlow"
     progress = of_type(messages, "progress")

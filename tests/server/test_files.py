@@ -15,8 +15,8 @@ from PIL.PngImagePlugin import PngInfo
 
 from engine import Settings
 from server.app import create_app
+from tests.upstream import CAPTURES, capture
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "captures"
 BOUNDARY = "comfyd-test-boundary"
 SECRET = "the contents of a file next to the folders"
 
@@ -76,10 +76,6 @@ def tree(root: Path) -> set[str]:
 @pytest.fixture
 def dirs(tmp_path):
     return {kind: tmp_path / kind for kind in ("input", "output", "temp")}
-
-
-def capture(name: str) -> dict:
-    return json.loads((CAPTURES / f"{name}.json").read_text())
 
 
 # -- uploads -------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ async def ids(client, query: str = "") -> list[str]:
     return [job["id"] for job in (await jobs(client, query))["jobs"]]
 
 
-async def until_status(client, job_id: str, status: str, timeout: float = 20.0) -> dict:
+async def until_status(client, job_id: str, status: str, timeout: float = 300.0) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         job = await (await client.get(f"/api/jobs/{job_id}")).json()

@@ -11,8 +11,8 @@ import pytest
 from yarl import URL
 
 from server.app import create_app
+from tests.upstream import capture
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "captures"
 USER_ID = re.compile(r"[A-Za-z0-9_-]+_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -62,10 +62,9 @@ def same_shape(ours, theirs) -> bool:
     return ours == theirs
 
 
-@pytest.mark.skipif(not CAPTURES.is_dir(), reason="upstream captures not present")
 async def test_replays_upstream_captures(client):
     for name in CAPTURED_SEQUENCE:
-        cap = json.loads((CAPTURES / f"{name}.json").read_text())
+        cap = capture(name)
         req = cap["request"]
         kwargs = {"json": req["json"]} if "json" in req else {"data": req.get("data", "").encode()}
         resp = await client.request(req["method"], req["path"], **kwargs)

@@ -146,7 +146,7 @@ async def test_a_hanging_receiver_never_blocks_the_worker(client, serve_receiver
     second = await queue(client, value_prompt(2), url)
     # Both prompts finish while their deliveries are still waiting for an answer.
     for prompt_id in (first, second):
-        assert (await wait_history(client, prompt_id, timeout=5))["status"]["status_str"] == "success"
+        assert (await wait_history(client, prompt_id))["status"]["status_str"] == "success"
     await receiver.wait_for(2)
     receiver.release.set()
 

@@ -46,8 +46,8 @@ def test_released_layouts_map_name_for_name(family):
 
 
 @pytest.mark.parametrize("profile", ["tiny", "small", "full"])
-def test_make_checkpoint_profiles_map(make_checkpoint_shapes, profile):
-    shapes = make_checkpoint_shapes(profile)
+def test_parity_checkpoint_profiles_map(parity_shapes, profile):
+    shapes = parity_shapes(profile)
     spec = detect(shapes)
     unet = build_unet(spec.unet, meta_tensors(shapes))
     assert unet.mid_block is None if spec.unet.transformer_depth_middle == -2 else unet.mid_block is not None
@@ -93,7 +93,7 @@ def test_unsupported_layout_is_a_checkpoint_error():
 
 
 def test_asymmetric_depths_build():
-    """Input and output sides may differ (make_checkpoint's tiny profile has no output transformers)."""
+    """Input and output sides may differ (the parity checkpoint's tiny UNet has no output transformers)."""
     spec = tiny_unet(transformer_depth_output=(2, 2, 0, 0))
     config = unet_config(spec)
     assert config["up_block_types"] == ["UpBlock2D", "CrossAttnUpBlock2D"]

@@ -1,4 +1,4 @@
-"""Detection from names and shapes: tiny fixtures, the released models' layouts, and make_checkpoint.py's."""
+"""Detection from names and shapes: tiny fixtures, the released models' layouts, and the parity checkpoint's."""
 from __future__ import annotations
 
 import pytest
@@ -150,8 +150,8 @@ def test_released_model_layouts(family):
     assert (spec.vae.base_channels, spec.vae.channel_mult, spec.vae.num_res_blocks) == (128, (1, 2, 4, 4), 2)
 
 
-def test_make_checkpoint_full_layout_is_sd15(make_checkpoint_shapes):
-    shapes = make_checkpoint_shapes("full")
+def test_parity_checkpoint_full_layout_is_sd15(parity_shapes):
+    shapes = parity_shapes("full")
     spec = detect(shapes, name="full.safetensors")
     assert spec.family == "sd1" and spec.prediction == "eps"
     assert spec.unet.num_res_blocks == (2, 2, 2, 2)
@@ -164,16 +164,9 @@ def test_make_checkpoint_full_layout_is_sd15(make_checkpoint_shapes):
         ("l", "transformers", 12, 768, 3072)
 
 
-def test_fixture_layout_matches_make_checkpoint(make_checkpoint_shapes):
-    """The fixture writer and the shared tool agree on every SD1.5 name and shape (position_ids aside)."""
-    ours = fx.checkpoint_shapes("sd1", full=True)
-    ours.pop(fx.SD1_CLIP + "embeddings.position_ids")
-    assert ours == {k: tuple(s) for k, s in make_checkpoint_shapes("full").items()}
-
-
 @pytest.mark.parametrize("profile,depth_out,middle", [("tiny", (0, 0), -2), ("small", (1, 1, 1, 1), 1)])
-def test_make_checkpoint_reduced_profiles(make_checkpoint_shapes, profile, depth_out, middle):
-    spec = detect(make_checkpoint_shapes(profile))
+def test_parity_checkpoint_reduced_profiles(parity_shapes, profile, depth_out, middle):
+    spec = detect(parity_shapes(profile))
     assert spec.family == "sd1" and spec.unet.model_channels == 320 and spec.unet.context_dim == 768
     assert spec.unet.transformer_depth_output == depth_out
     assert spec.unet.transformer_depth_middle == middle

@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 from safetensors.torch import load_file, save_file
 
 from engine.models.clip import TextEncoder
@@ -17,8 +18,6 @@ from engine.text.clip_tokenizer import END_ID, clip_tokenizer
 from tests.engine.models.test_t5 import hf_tokenizer, reference_model  # noqa: F401 (hf_tokenizer: a fixture)
 from tests.fixtures.checkpoints import CLIP_G_FILE, write_clip_g, write_clip_l
 from tests.fixtures.t5 import SD3_T5, T5Layout, write_t5
-
-transformers = pytest.importorskip("transformers")
 
 # CLIP-G alone sits behind 768 zero features, which a T5 has to be wider than to take them.
 WIDE_T5 = T5Layout(d_model=832)

@@ -6,6 +6,7 @@ import gzip
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
 from engine import text
@@ -14,8 +15,6 @@ from engine.models.t5 import detect_t5, is_t5_file, load_t5_file
 from engine.text.t5_tokenizer import DATA
 from tests.fixtures.checkpoints import write_clip_l
 from tests.fixtures.t5 import FULL_FLUX_T5, T5Layout, t5_shapes, write_t5
-
-transformers = pytest.importorskip("transformers")
 
 FULL_PREFIX = "text_encoders.t5xxl.transformer."
 PROMPTS = ["a photo of a cat", "A red fox, jumping over 3 logs at 5:45pm!", "naïve café 日本語 😀",

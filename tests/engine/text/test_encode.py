@@ -2,11 +2,10 @@ import copy
 
 import pytest
 import torch
+import transformers
 
-transformers = pytest.importorskip("transformers")
-
-from engine.text.clip_tokenizer import END_ID, START_ID  # noqa: E402
-from engine.text.encode import (  # noqa: E402
+from engine.text.clip_tokenizer import END_ID, START_ID
+from engine.text.encode import (
     Conditioning,
     apply_weights,
     empty_window,
@@ -14,9 +13,9 @@ from engine.text.encode import (  # noqa: E402
     encode_prompt,
     join_encoders,
 )
-from engine.text.hf_encoder import HFClipEncoder, LayerChoice, choose_layer, prepare_window  # noqa: E402
-from engine.text.profiles import SD1_CLIP_L, SD2_CLIP_H, SDXL_CLIP_G, SDXL_CLIP_L  # noqa: E402
-from engine.text.prompt_tokens import Chunk, tokenize_prompt  # noqa: E402
+from engine.text.hf_encoder import HFClipEncoder, LayerChoice, choose_layer, prepare_window
+from engine.text.profiles import SD1_CLIP_L, SD2_CLIP_H, SDXL_CLIP_G, SDXL_CLIP_L
+from engine.text.prompt_tokens import Chunk, tokenize_prompt
 
 DIM = 32
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 import gzip
 
 import pytest
+import transformers
 
 from engine.text.encode import empty_window
 from engine.text.profiles import SD1_CLIP_L, T5_XXL
 from engine.text.prompt_tokens import tokenize_prompt
 from engine.text.t5_tokenizer import DATA
-
-transformers = pytest.importorskip("transformers")
 
 PLAIN = [
     "a photo of a cat",
