@@ -1,7 +1,8 @@
 """Nodes that change how a MODEL maps sigmas to its inputs and outputs."""
 from __future__ import annotations
 
-from engine.sampling.model_sampling import FlowModelSampling, FluxModelSampling, flux_shift_for_size
+from engine.sampling.model_sampling import (ContinuousModelSampling, DistilledModelSampling, FlowModelSampling,
+                                            FluxModelSampling, discrete_model_sampling, flux_shift_for_size)
 
 from .image import MAX_RESOLUTION
 
@@ -64,5 +65,72 @@ class ModelSamplingFlux:
         return (model,)
 
 
+class ModelSamplingDiscrete:
+    """The 1000-step discrete schedule (zero terminal SNR with `zsnr`) with another prediction type; "lcm" keeps
+    every 20th step, as latent-consistency models were distilled on."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",),
+                             "sampling": (["eps", "v_prediction", "lcm", "x0", "img_to_img"],),
+                             "zsnr": ("BOOLEAN", {"default": False})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "advanced/model"
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_model_advanced"
+
+    def patch(self, model, sampling, zsnr):
+        model = model.clone()
+        if sampling == "lcm":
+            schedule = discrete_model_sampling("eps", zsnr=zsnr)
+            model.add_object_patch("model_sampling", DistilledModelSampling(schedule.sigmas))
+        else:
+            model.add_object_patch("model_sampling", discrete_model_sampling(sampling, zsnr=zsnr))
+        return (model,)
+
+
+class ModelSamplingContinuousEDM:
+    """A continuous log-spaced schedule between sigma_min and sigma_max with EDM's timesteps (0.25 log sigma)."""
+
+    # sampling -> (prediction, sigma_data)
+    CHOICES = {"v_prediction": ("v_prediction", 1.0), "edm": ("edm", 0.5), "eps": ("eps", 1.0)}
+    SAMPLINGS = ["v_prediction", "edm", "edm_playground_v2.5", "eps", "cosmos_rflow"]
+    SIGMA_MAX, SIGMA_MIN = 120.0, 0.002
+    V_TIMESTEPS = False
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        sigma = {"min": 0.0, "max": 1000.0, "step": 0.001, "round": False}
+        return {"required": {"model": ("MODEL",), "sampling": (cls.SAMPLINGS,),
+                             "sigma_max": ("FLOAT", {"default": cls.SIGMA_MAX, **sigma}),
+                             "sigma_min": ("FLOAT", {"default": cls.SIGMA_MIN, **sigma})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    CATEGORY = "advanced/model"
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_model_advanced"
+
+    def patch(self, model, sampling, sigma_max, sigma_min):
+        if sampling not in self.CHOICES:  # they need latent formats / Cosmos models comfyd does not have yet
+            raise ValueError(f"sampling {sampling!r} is not supported yet; choose one of {', '.join(self.CHOICES)}")
+        prediction, sigma_data = self.CHOICES[sampling]
+        model = model.clone()
+        model.add_object_patch("model_sampling", ContinuousModelSampling(
+            sigma_min, sigma_max, prediction, sigma_data, v_timesteps=self.V_TIMESTEPS))
+        return (model,)
+
+
+class ModelSamplingContinuousV(ModelSamplingContinuousEDM):
+    """A continuous schedule for v-prediction models trained on timesteps 2 / pi * atan(sigma)."""
+
+    CHOICES = {"v_prediction": ("v_prediction", 1.0)}
+    SAMPLINGS = ["v_prediction"]
+    SIGMA_MAX, SIGMA_MIN = 500.0, 0.03
+    V_TIMESTEPS = True
+
+
 NODE_CLASS_MAPPINGS = {"ModelSamplingAuraFlow": ModelSamplingAuraFlow, "ModelSamplingSD3": ModelSamplingSD3,
-                       "ModelSamplingFlux": ModelSamplingFlux}
+                       "ModelSamplingFlux": ModelSamplingFlux, "ModelSamplingDiscrete": ModelSamplingDiscrete,
+                       "ModelSamplingContinuousEDM": ModelSamplingContinuousEDM,
+                       "ModelSamplingContinuousV": ModelSamplingContinuousV}

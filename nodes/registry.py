@@ -34,6 +34,7 @@ BUILTIN_MODULES = (
     "nodes.upscale",
     "nodes.style_model",
     "nodes.model_sampling",
+    "nodes.guidance",
     "nodes.flux",
     "nodes.sd3",
     "nodes.edit_model",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 
 import torch
@@ -78,6 +79,46 @@ class DiffusionModel:
         other.patches = list(self.patches)
         other.model_options = copy.deepcopy(self.model_options)
         return other
+
+    # -- ComfyUI's ModelPatcher surface: what patch nodes, built-in and custom, set on a clone -----------------
+    # The sampler reads these model_options (engine.sampling.guidance documents each function's arguments).
+
+    def set_model_sampler_cfg_function(self, function, disable_cfg1_optimization: bool = False) -> None:
+        if len(inspect.signature(function).parameters) == 3:  # the older (cond, uncond, cond_scale) form
+            self.model_options["sampler_cfg_function"] = \
+                lambda args: function(args["cond"], args["uncond"], args["cond_scale"])
+        else:
+            self.model_options["sampler_cfg_function"] = function
+        self._cfg1_optimization(disable_cfg1_optimization)
+
+    def set_model_sampler_pre_cfg_function(self, function, disable_cfg1_optimization: bool = False) -> None:
+        self._append_option("sampler_pre_cfg_function", function, disable_cfg1_optimization)
+
+    def set_model_sampler_post_cfg_function(self, function, disable_cfg1_optimization: bool = False) -> None:
+        self._append_option("sampler_post_cfg_function", function, disable_cfg1_optimization)
+
+    def set_model_unet_function_wrapper(self, function) -> None:
+        self.model_options["model_function_wrapper"] = function
+
+    def set_model_denoise_mask_function(self, function) -> None:
+        self.model_options["denoise_mask_function"] = function
+
+    def add_object_patch(self, name: str, value) -> None:
+        """Replace one of the model's objects on this clone (e.g. "model_sampling")."""
+        if not hasattr(self, name):
+            raise AttributeError(f"{type(self).__name__} has no object {name!r} to patch")
+        setattr(self, name, value)
+
+    def get_model_object(self, name: str):
+        return getattr(self, name)
+
+    def _append_option(self, key: str, function, disable_cfg1_optimization: bool) -> None:
+        self.model_options[key] = self.model_options.get(key, []) + [function]
+        self._cfg1_optimization(disable_cfg1_optimization)
+
+    def _cfg1_optimization(self, disable: bool) -> None:
+        if disable:
+            self.model_options["disable_cfg1_optimization"] = True
 
     @property
     def dtype(self) -> torch.dtype:

@@ -7,7 +7,15 @@ that apply are run through the model (batched where their shapes allow) and blen
 
 The model is anything with `model_sampling`, `apply_model(x, sigma, **model_conds) -> denoised` and
 `extra_conds(cond, options, noise, width, height, latent_image, denoise_mask, seed) -> dict`
-(engine.models.diffusion).
+(engine.models.diffusion), and optionally ComfyUI's `model_options`: the patch functions that patch nodes (built-in
+and custom) set on a MODEL clone are called here with the arguments ComfyUI gives them:
+  model_function_wrapper(apply_model, {"input", "timestep", "c", "cond_or_uncond"}) instead of each model call;
+  sampler_pre_cfg_function: [f({"conds", "conds_out", "cond_scale", "timestep", "input", "sigma", "model",
+      "model_options"}) -> conds_out], after the model calls;
+  sampler_cfg_function(f{"cond", "uncond", ...}) -> x - guided, in place of the CFG formula ("cond" / "uncond" are
+      x minus the predictions, "cond_denoised" / "uncond_denoised" the predictions);
+  sampler_post_cfg_function: [f({"denoised", "cond_denoised", "uncond_denoised", ...}) -> denoised], in turn;
+  disable_cfg1_optimization: run the unconditional pass even at cfg 1.
 """
 from __future__ import annotations
 
@@ -197,8 +205,14 @@ class _Run:
             and {k: v.shape for k, v in self.inputs.items()} == {k: v.shape for k, v in other.inputs.items()}
 
 
+def model_options(model) -> dict:
+    return getattr(model, "model_options", None) or {}
+
+
 def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
     """The weighted model prediction for each cond list (None lists give zeros)."""
+    options = model_options(model)
+    wrapper = options.get("model_function_wrapper")
     outputs = [torch.zeros_like(x) for _ in cond_lists]
     counts = [torch.full_like(x, 1e-37) for _ in cond_lists]
     runs = []
@@ -224,7 +238,15 @@ def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor,
                                                              len(group))
         if first.gligen is not None:
             batch_conds["gligen"] = first.gligen
-        predictions = model.apply_model(batch_x, batch_sigma, **batch_conds).chunk(len(group))
+        cond_or_uncond = [r.index for r in group]  # 0: the positive list, 1: the negative one
+        batch_conds["transformer_options"] = {**options.get("transformer_options", {}),
+                                              "cond_or_uncond": cond_or_uncond, "sigmas": batch_sigma}
+        if wrapper is not None:
+            prediction = wrapper(model.apply_model, {"input": batch_x, "timestep": batch_sigma, "c": batch_conds,
+                                                     "cond_or_uncond": cond_or_uncond})
+        else:
+            prediction = model.apply_model(batch_x, batch_sigma, **batch_conds)
+        predictions = prediction.chunk(len(group))
         for run, prediction in zip(group, predictions):
             if run.area is None:
                 outputs[run.index] += prediction * run.weight
@@ -248,9 +270,26 @@ class CFGDenoiser:
         self.cfg = cfg
 
     def _predict(self, x, sigma, with_uncond: bool):
-        uncond = self.negative if with_uncond or not math.isclose(self.cfg, 1.0) else None
-        cond_pred, uncond_pred = calc_cond_batch(self.model, [self.positive, uncond], x, sigma)
-        return uncond_pred + (cond_pred - uncond_pred) * self.cfg, uncond_pred
+        options = model_options(self.model)
+        skip_uncond = math.isclose(self.cfg, 1.0) and not options.get("disable_cfg1_optimization", False)
+        uncond = self.negative if with_uncond or not skip_uncond else None
+        conds = [self.positive, uncond]
+        out = calc_cond_batch(self.model, conds, x, sigma)
+        common = {"cond_scale": self.cfg, "input": x, "sigma": sigma, "model": self.model, "model_options": options}
+        for function in options.get("sampler_pre_cfg_function", ()):
+            out = function({"conds": conds, "conds_out": out, "timestep": sigma, **common})
+        cond_pred, uncond_pred = out[0], out[1]
+        if "sampler_cfg_function" in options:
+            guided = x - options["sampler_cfg_function"]({
+                "cond": x - cond_pred, "uncond": x - uncond_pred, "cond_denoised": cond_pred,
+                "uncond_denoised": uncond_pred, "timestep": sigma, "input_cond": self.positive, "input_uncond": uncond,
+                **common})
+        else:
+            guided = uncond_pred + (cond_pred - uncond_pred) * self.cfg
+        for function in options.get("sampler_post_cfg_function", ()):
+            guided = function({"denoised": guided, "cond": self.positive, "uncond": uncond, "cond_denoised": cond_pred,
+                               "uncond_denoised": uncond_pred, **common})
+        return guided, uncond_pred
 
     def __call__(self, x, sigma, **extra_args):
         return self._predict(x, sigma, with_uncond=False)[0]

@@ -3,7 +3,8 @@
 A diffusion model sees ``x = x0 + sigma * eps`` (the k-diffusion "VE" view). ``ModelSampling`` converts between
 sigmas and the model's 1000 training timesteps, scales the network input, turns the network output into the
 denoised estimate, and scales the starting noise, matching ComfyUI's ``ModelSamplingDiscrete`` with ``EPS`` /
-``V_PREDICTION`` numerically (same dtypes, same order of operations).
+``V_PREDICTION`` numerically (same dtypes, same order of operations), and the other prediction types and
+continuous schedules that ComfyUI's ModelSampling nodes put on a model.
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import math
 
 import torch
 
-PREDICTIONS = ("eps", "v_prediction")
+# eps: the noise; v_prediction: the velocity; edm: Karras et al.'s F (v with the other sign); x0 / img_to_img: the
+# clean latent itself (img_to_img also takes the noisy latent unscaled); lcm: latent-consistency's boundary blend.
+PREDICTIONS = ("eps", "v_prediction", "edm", "x0", "img_to_img", "lcm")
 
 
 def linear_betas(timesteps: int = 1000, linear_start: float = 0.00085, linear_end: float = 0.012) -> torch.Tensor:
@@ -105,16 +108,34 @@ class ModelSampling(_SigmaTable):
     # -- prediction-type maths ------------------------------------------------------------------------------
     def calculate_input(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Scale the noisy latent to unit variance before it enters the network."""
+        if self.prediction == "img_to_img":
+            return x
         sigma = _per_sample(sigma, x.ndim)
         return x / (sigma ** 2 + self.sigma_data ** 2) ** 0.5
 
     def calculate_denoised(self, sigma: torch.Tensor, model_output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The x0 estimate from the raw network output (``x`` is the unscaled network input)."""
+        if self.prediction in ("x0", "img_to_img"):
+            return model_output
+        if self.prediction == "lcm":
+            return self._lcm_denoised(sigma, model_output, x)
         sigma = _per_sample(sigma, model_output.ndim)
         if self.prediction == "eps":
             return x - model_output * sigma
         sd = self.sigma_data
-        return x * sd ** 2 / (sigma ** 2 + sd ** 2) - model_output * sigma * sd / (sigma ** 2 + sd ** 2) ** 0.5
+        skip = x * sd ** 2 / (sigma ** 2 + sd ** 2)
+        out = model_output * sigma * sd / (sigma ** 2 + sd ** 2) ** 0.5
+        return skip + out if self.prediction == "edm" else skip - out
+
+    def _lcm_denoised(self, sigma, model_output, x):
+        """The eps estimate of x0, blended with the input by LCM's boundary conditions (sigma_data 0.5 and a
+        timestep scaled by 10)."""
+        shape = sigma.shape[:1] + (1,) * (model_output.ndim - 1)
+        scaled_timestep = self.timestep(sigma).view(shape) * 10.0
+        x0 = x - model_output * sigma.view(shape)
+        c_skip = 0.5 ** 2 / (scaled_timestep ** 2 + 0.5 ** 2)
+        c_out = scaled_timestep / (scaled_timestep ** 2 + 0.5 ** 2) ** 0.5
+        return c_out * x0 + c_skip * x
 
     def noise_scaling(self, sigma: torch.Tensor, noise: torch.Tensor, latent_image: torch.Tensor,
                       max_denoise: bool = False) -> torch.Tensor:
@@ -138,6 +159,51 @@ def discrete_model_sampling(prediction: str = "eps", *, timesteps: int = 1000, l
     if zsnr:
         sigmas = rescale_zero_terminal_snr(sigmas)
     return ModelSampling(sigmas, prediction)
+
+
+class DistilledModelSampling(ModelSampling):
+    """A consistency-distilled model's schedule (ComfyUI's ``ModelSamplingDiscreteDistilled``, for LCM): every
+    20th of the 1000 discrete sigmas, the timestep of entry i being 20 * i + 19."""
+
+    original_timesteps = 50
+
+    def __init__(self, sigmas: torch.Tensor, prediction: str = "lcm"):
+        full = sigmas.float()
+        self.skip_steps = len(full) // self.original_timesteps
+        kept = torch.stack([full[len(full) - 1 - i * self.skip_steps] for i in range(self.original_timesteps)])
+        super().__init__(kept.flip(0), prediction)
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        index = super().timestep(sigma)
+        return index * self.skip_steps + (self.skip_steps - 1)
+
+    def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
+        return super().sigma((timestep.float() - (self.skip_steps - 1)) / self.skip_steps)
+
+
+class ContinuousModelSampling(ModelSampling):
+    """A continuous-time schedule (ComfyUI's ``ModelSamplingContinuousEDM``): 1000 sigmas evenly spaced in log
+    between sigma_min and sigma_max, the network's timestep 0.25 * log(sigma) (EDM's c_noise); ``v_timesteps``
+    uses 2 / pi * atan(sigma) instead (``ModelSamplingContinuousV``)."""
+
+    def __init__(self, sigma_min: float, sigma_max: float, prediction: str = "eps", sigma_data: float = 1.0,
+                 v_timesteps: bool = False):
+        super().__init__(torch.linspace(math.log(sigma_min), math.log(sigma_max), 1000).exp(), prediction, sigma_data)
+        self.v_timesteps = v_timesteps
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        return sigma.atan() / math.pi * 2 if self.v_timesteps else 0.25 * sigma.log()
+
+    def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
+        return (timestep * math.pi / 2).tan() if self.v_timesteps else (timestep / 0.25).exp()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        log_min = math.log(self.sigma_min)
+        return math.exp((math.log(self.sigma_max) - log_min) * (1.0 - percent) + log_min)
 
 
 def time_shift(shift: float, t):

@@ -18,7 +18,7 @@ class ConstantModel:
                     denoise_mask=None, seed=0):
         return {"c_crossattn": cond}
 
-    def apply_model(self, x, sigma, c_crossattn):
+    def apply_model(self, x, sigma, c_crossattn, transformer_options=None):
         self.calls.append(x.shape[0])
         return c_crossattn[:, 0, 0].reshape(-1, 1, 1, 1).expand_as(x).clone()
 

@@ -288,6 +288,14 @@ def esrgan_decoded() -> dict:
     return {**txt2img(seed=1), **_upscale(ESRGAN_X2, ("8", 0)), **_save(("41", 0))}
 
 
+def patched(class_type: str, seed: int, **inputs) -> dict:
+    """txt2img's graph sampling through a model patch node (node "20") put between checkpoint and sampler; options
+    for the KSampler go in `inputs["ksampler"]`. With seed 1 and no options it is euler_normal, patched."""
+    sampling = inputs.pop("ksampler", {})
+    extra = {"20": {"class_type": class_type, "inputs": {"model": ["4", 0], **inputs}}}
+    return txt2img(seed=seed, model=("20", 0), extra=extra, **sampling)
+
+
 CASES: dict[str, Callable[[], dict]] = {
     "euler_normal": lambda: txt2img(seed=1, sampler="euler", scheduler="normal"),
     "euler_ancestral_karras": lambda: txt2img(seed=2, sampler="euler_ancestral", scheduler="karras"),
@@ -325,4 +333,21 @@ CASES: dict[str, Callable[[], dict]] = {
     "esrgan_x2_decoded": esrgan_decoded,
     "unet_two_blocks": _two_block_unet,
     "t2i_adapter_light": t2i_adapter,
+    # model patches: guidance functions and other sampling schedules
+    "rescale_cfg_0_7": lambda: patched("RescaleCFG", 1, multiplier=0.7),
+    "cfg_zero_star": lambda: patched("CFGZeroStar", 1),
+    "cfg_norm_0_8": lambda: patched("CFGNorm", 1, strength=0.8),
+    "mahiro": lambda: patched("Mahiro", 1),
+    "tcfg": lambda: patched("TCFG", 1),
+    "sampling_discrete_v_zsnr": lambda: patched("ModelSamplingDiscrete", 1, sampling="v_prediction", zsnr=True),
+    "sampling_discrete_lcm": lambda: patched("ModelSamplingDiscrete", 1, sampling="lcm", zsnr=False,
+                                             ksampler={"sampler": "lcm", "cfg": 1.5}),
+    "sampling_discrete_x0": lambda: patched("ModelSamplingDiscrete", 1, sampling="x0", zsnr=False),
+    "sampling_discrete_img_to_img": lambda: patched("ModelSamplingDiscrete", 1, sampling="img_to_img", zsnr=False),
+    "sampling_edm_karras": lambda: patched("ModelSamplingContinuousEDM", 1, sampling="edm", sigma_max=80.0,
+                                           sigma_min=0.002, ksampler={"scheduler": "karras"}),
+    "sampling_edm_eps_normal": lambda: patched("ModelSamplingContinuousEDM", 1, sampling="eps", sigma_max=120.0,
+                                               sigma_min=0.002),
+    "sampling_continuous_v": lambda: patched("ModelSamplingContinuousV", 1, sampling="v_prediction",
+                                             sigma_max=500.0, sigma_min=0.03, ksampler={"scheduler": "exponential"}),
 }

@@ -1,4 +1,5 @@
-"""ModelSamplingAuraFlow and ModelSamplingFlux: upstream's declarations, and what they do to a MODEL."""
+"""The ModelSampling nodes: upstream's declarations, and what the flow ones do to a MODEL (the others are checked
+against upstream's images in tests/e2e/test_parity.py)."""
 from __future__ import annotations
 
 import math

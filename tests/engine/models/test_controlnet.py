@@ -395,7 +395,7 @@ class RecordingModel:
         self.model_sampling = MS
         self.calls = []
 
-    def apply_model(self, x, sigma, c_crossattn, control=None):
+    def apply_model(self, x, sigma, c_crossattn, control=None, transformer_options=None):
         self.calls.append((x.shape[0], control))
         return x * 0
 

@@ -263,7 +263,7 @@ class RecordingModel:
         self.model_sampling = discrete_model_sampling()
         self.calls = []
 
-    def apply_model(self, x, sigma, c_crossattn, gligen=None):
+    def apply_model(self, x, sigma, c_crossattn, gligen=None, transformer_options=None):
         self.calls.append((x.shape[0], gligen))
         return torch.zeros_like(x)
 

@@ -100,4 +100,4 @@ def test_half_log_snr_round_trip(ms):
 
 def test_unknown_prediction_is_rejected():
     with pytest.raises(ValueError):
-        ModelSampling(torch.ones(3), prediction="x0")
+        ModelSampling(torch.ones(3), prediction="x_start")

@@ -1,0 +1,70 @@
+"""Alternatives to plain classifier-free guidance, each a small function of the denoised predictions.
+
+`x` is the noisy latent at `sigma`, `cond` / `uncond` the positive and negative predictions of x0 and `guided` the
+result of CFG so far. The patch nodes (nodes/guidance.py) install them as a MODEL's sampler_cfg_function,
+sampler_pre_cfg_function or sampler_post_cfg_function (see engine.sampling.guidance).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _per_sample(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return sigma.view(sigma.shape[:1] + (1,) * (like.ndim - 1))
+
+
+def _std(t: torch.Tensor) -> torch.Tensor:
+    return torch.std(t, dim=tuple(range(1, t.ndim)), keepdim=True)
+
+
+def rescale_cfg(x, sigma, cond, uncond, cond_scale: float, multiplier: float) -> torch.Tensor:
+    """RescaleCFG (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are Flawed"): CFG done on
+    v-predictions, its result rescaled towards the positive prediction's standard deviation by `multiplier`."""
+    sigma = _per_sample(sigma, cond)
+    scaled_x = x / (sigma * sigma + 1.0)
+    to_v = (sigma ** 2 + 1.0) ** 0.5 / sigma
+    v_cond = (scaled_x - cond) * to_v
+    v_uncond = (scaled_x - uncond) * to_v
+    v_cfg = v_uncond + cond_scale * (v_cond - v_uncond)
+    v_final = multiplier * v_cfg * (_std(v_cond) / _std(v_cfg)) + (1.0 - multiplier) * v_cfg
+    return scaled_x - v_final * sigma / (sigma * sigma + 1.0) ** 0.5
+
+
+def cfg_zero_star(x, guided, cond, uncond, cond_scale: float) -> torch.Tensor:
+    """CFG-Zero* (Fan et al. 2025): the negative prediction scaled by the projection of the positive noise
+    estimate onto the negative one before guidance."""
+    positive, negative = (x - cond).flatten(1), (x - uncond).flatten(1)
+    alpha = (positive * negative).sum(dim=1, keepdim=True) / ((negative ** 2).sum(dim=1, keepdim=True) + 1e-8)
+    alpha = alpha.reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+    return guided + uncond * (alpha - 1.0) + cond_scale * uncond * (1.0 - alpha)
+
+
+def cfg_norm(guided, cond, strength: float) -> torch.Tensor:
+    """The guided prediction's per-pixel channel norm capped at the positive prediction's, times `strength`."""
+    scale = (torch.norm(cond, dim=1, keepdim=True) / (torch.norm(guided, dim=1, keepdim=True) + 1e-8))
+    return guided * scale.clamp(min=0.0, max=1.0) * strength
+
+
+def mahiro(guided, cond, uncond, cond_scale: float) -> torch.Tensor:
+    """Mahiro: a blend of the guided result and the positive prediction scaled by cfg alone, weighted by how much
+    the (signed square roots of) their mean and the scaled negative agree."""
+    leap = cond * cond_scale
+    uncond_leap = uncond * cond_scale
+    merge = (leap + guided) / 2
+    similarity = F.cosine_similarity(torch.sqrt(uncond_leap.abs()) * uncond_leap.sign(),
+                                     torch.sqrt(merge.abs()) * merge.sign()).mean()
+    weight = 2 * (similarity + 1)
+    return (weight * guided + (4 - weight) * leap) / 4
+
+
+def tangential_damping(x, cond, uncond) -> torch.Tensor:
+    """TCFG (Kwon et al. 2025): the negative prediction with the part of its noise estimate that is tangential
+    to the main direction of the (negative, positive) pair removed."""
+    batch = cond.shape[0]
+    cond_score = (x - cond).reshape(batch, 1, -1).float()
+    uncond_score = (x - uncond).reshape(batch, 1, -1).float()
+    _, _, vh = torch.linalg.svd(torch.cat((uncond_score, cond_score), dim=1), full_matrices=False)
+    direction = vh[:, 0:1, :]
+    damped = (uncond_score @ direction.transpose(-2, -1)) * direction
+    return x - damped.reshape_as(uncond).to(uncond.dtype)
