@@ -36,6 +36,12 @@ class NodeContext:
     on_preview: Callable[[bytes, bool], None]
     preview_method: str = "none"
     models: object = None  # the engine's ModelManager (engine.models.manager), for nodes that load models
+    on_text: Callable[[str, str], None] | None = None  # (node id, text)
+
+    def send_text(self, text: str) -> None:
+        """Text the frontend shows on the running node (ComfyUI's progress text)."""
+        if self.on_text is not None:
+            self.on_text(self.node_id, text)
 
     def check_interrupted(self) -> None:
         if self.interrupt.is_set():

@@ -4,18 +4,25 @@ The worker thread calls these methods; implementations must be thread-safe and m
 """
 from __future__ import annotations
 
+import struct
 import time
 from typing import Protocol
 
 # Binary websocket frame types (4-byte big-endian header), as ComfyUI numbers them.
 PREVIEW_IMAGE = 1
 UNENCODED_PREVIEW_IMAGE = 2
-TEXT = 3
+TEXT = 3  # progress text: u32 length of the node id, the node id, then the UTF-8 text
 PREVIEW_IMAGE_WITH_METADATA = 4
 
 # Image format codes that follow the PREVIEW_IMAGE header.
 FORMAT_JPEG = 1
 FORMAT_PNG = 2
+
+
+def progress_text(node_id: str, text: str | bytes) -> bytes:
+    """The payload of a TEXT frame."""
+    node = str(node_id).encode("utf-8")
+    return struct.pack(">I", len(node)) + node + (text.encode("utf-8") if isinstance(text, str) else bytes(text))
 
 
 class EventSink(Protocol):

@@ -9,7 +9,7 @@ import traceback
 
 from . import context, nodespec
 from .cache import NodeOutput, OutputCache, compute_signatures
-from .events import PREVIEW_IMAGE, EventSink, exception_type_name, timestamp_ms
+from .events import PREVIEW_IMAGE, TEXT, EventSink, exception_type_name, progress_text, timestamp_ms
 from .graph import link_target
 from .types import ExecutionResult, QueueItem
 
@@ -105,6 +105,10 @@ class _PromptRun:
                         "parent_node_id": self.parents.get(node_id), "real_node_id": node_id,
                         "prompt_id": self.prompt_id}
         self.ex.sink.send_bytes(PREVIEW_IMAGE, payload, self.sid, droppable=droppable, metadata=metadata)
+
+    def on_text(self, node_id: str, text: str) -> None:
+        # to every client, as ComfyUI's send_progress_text without a sid
+        self.ex.sink.send_bytes(TEXT, progress_text(node_id, text), None, droppable=False)
 
     # -- the run -------------------------------------------------------------------------------------------
 
@@ -324,7 +328,7 @@ class _PromptRun:
         self.set_progress(node_id, 0.0, 1.0)
         self.emit("executing", {"node": node_id, "display_node": self.display_id(node_id), "prompt_id": self.prompt_id})
         ctx = context.NodeContext(self.prompt_id, node_id, self.display_id(node_id), self.interrupt, self.on_progress,
-                                  self.on_preview, self.preview_method(), self.ex.models)
+                                  self.on_preview, self.preview_method(), self.ex.models, self.on_text)
         token = context.activate(ctx)
         try:
             function = getattr(self.ex.instance(node_id, class_type), cls.FUNCTION)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from engine.sampling import schedules
+from engine.sampling.guidance import DualCFGDenoiser, PerpNegDenoiser
 from engine.sampling.run import Guider, Noise, Sampler, sample
 from engine.sampling.samplers import SAMPLER_NAMES
 from engine.sampling.schedules import SCHEDULER_NAMES
@@ -202,6 +203,51 @@ class CFGGuider(_Node):
         return (Guider(model, positive, negative, cfg),)
 
 
+class DualCFGGuider(_Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        cfg = ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01})
+        return {"required": {"model": ("MODEL",), "cond1": ("CONDITIONING",), "cond2": ("CONDITIONING",),
+                             "negative": ("CONDITIONING",), "cfg_conds": cfg, "cfg_cond2_negative": cfg,
+                             "style": (["regular", "nested"],)}}
+
+    RETURN_TYPES = ("GUIDER",)
+    FUNCTION = "get_guider"
+    CATEGORY = CATEGORY + "/guiders"
+
+    def get_guider(self, model, cond1, cond2, negative, cfg_conds, cfg_cond2_negative, style):
+        def denoiser(model_, conds):
+            return DualCFGDenoiser(model_, conds["positive"], conds["middle"], conds["negative"], cfg_conds,
+                                   cfg_cond2_negative, nested=style == "nested")
+        return (Guider(model, cond1, negative, others={"middle": cond2}, denoiser=denoiser),)
+
+
+class PerpNegGuider:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {}), "positive": ("CONDITIONING", {}), "negative": ("CONDITIONING", {}),
+            "empty_conditioning": ("CONDITIONING", {}),
+            "cfg": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
+            "neg_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01})}}
+
+    RETURN_TYPES = ("GUIDER",)
+    OUTPUT_TOOLTIPS = (None,)
+    FUNCTION = "get_guider"
+    CATEGORY = "_for_testing"
+    DISPLAY_NAME = None
+    EXPERIMENTAL = True
+    API_NODE = False
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_perpneg"
+
+    def get_guider(self, model, positive, negative, empty_conditioning, cfg, neg_scale):
+        def denoiser(model_, conds):
+            return PerpNegDenoiser(model_, conds["positive"], conds["negative"], conds["empty_negative_prompt"], cfg,
+                                   neg_scale)
+        return (Guider(model, positive, negative, cfg, others={"empty_negative_prompt": empty_conditioning},
+                       denoiser=denoiser),)
+
+
 class SamplerCustom(_Node):
     @classmethod
     def INPUT_TYPES(cls):
@@ -240,5 +286,6 @@ class SamplerCustomAdvanced(_Node):
 
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
     KSamplerSelect, SamplerEulerAncestral, BasicScheduler, KarrasScheduler, ExponentialScheduler, SDTurboScheduler,
-    SplitSigmas, FlipSigmas, RandomNoise, DisableNoise, BasicGuider, CFGGuider, SamplerCustom, SamplerCustomAdvanced)}
+    SplitSigmas, FlipSigmas, RandomNoise, DisableNoise, BasicGuider, CFGGuider, DualCFGGuider, PerpNegGuider,
+    SamplerCustom, SamplerCustomAdvanced)}
 NODE_DISPLAY_NAME_MAPPINGS = {}

@@ -19,6 +19,8 @@ log = logging.getLogger("comfyd.nodes")
 BUILTIN_MODULES = (
     "nodes.primitives",
     "nodes.image",
+    "nodes.image_transform",
+    "nodes.postprocessing",
     "nodes.loaders",
     "nodes.text_encode",
     "nodes.vae",
@@ -35,6 +37,8 @@ BUILTIN_MODULES = (
     "nodes.style_model",
     "nodes.model_sampling",
     "nodes.guidance",
+    "nodes.unet_patches",
+    "nodes.attention_multiply",
     "nodes.flux",
     "nodes.sd3",
     "nodes.edit_model",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from engine.events import TEXT, progress_text
+
 
 class PromptServer:
     instance: "PromptServer | None" = None
@@ -20,6 +22,10 @@ class PromptServer:
             self.hub.send_bytes(int(event) if str(event).isdigit() else 1, bytes(data), sid)
         else:
             self.hub.send(event, data, sid)
+
+    def send_progress_text(self, text: str | bytes, node_id: str, sid: str | None = None) -> None:
+        """Text the frontend shows on node `node_id`."""
+        self.hub.send_bytes(TEXT, progress_text(node_id, text), sid)
 
     async def send_json(self, event: str, data, sid: str | None = None) -> None:
         self.hub.send(event, data, sid)

@@ -3,7 +3,7 @@
 
 The server (upstream ComfyUI, or comfyd itself for a comparison run) must already be running with the
 checkpoint of cases.CHECKPOINT in its models/checkpoints/ and the seeded model files the cases load, written by
-    python -m tests.golden.checkpoint <models>/checkpoints
+    python -m tests.golden.checkpoint <models>
     python tests/golden/lora.py <models>/loras
     python -m tests.golden.controlnet <models>/controlnet
     python -m tests.golden.control_lora <models>/controlnet
@@ -35,14 +35,15 @@ from tests.golden import (  # noqa: E402  (after the path fix: a script)
 
 # {models folder: (the node input naming a file of it, how to write the parity files there)}
 MODEL_INPUTS = {
-    "checkpoints": ("ckpt_name", "python -m tests.golden.checkpoint <models>/checkpoints && "
+    "checkpoints": ("ckpt_name", "python -m tests.golden.checkpoint <models> && "
                     "python -m tests.golden.inpaint <models>/checkpoints"),
     "loras": ("lora_name", "python tests/golden/lora.py <models>/loras"),
     "controlnet": ("control_net_name", "python -m tests.golden.controlnet <models>/controlnet && "
                    "python -m tests.golden.control_lora <models>/controlnet && "
                    "python -m tests.golden.adapter <models>"),
     "upscale_models": ("model_name", "python -m tests.golden.upscaler <models>/upscale_models"),
-    "diffusion_models": ("unet_name", "python -m tests.golden.adapter <models>"),
+    "diffusion_models": ("unet_name", "python -m tests.golden.adapter <models> && "
+                         "python -m tests.golden.checkpoint <models>"),
 }
 
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.update({
         "server": {k: stats.get(k) for k in ("comfyui_version", "pytorch_version", "python_version", "argv")},
-        "checkpoint": {cases.CHECKPOINT: checkpoint.fingerprint()},
+        "checkpoint": checkpoint.fingerprints(),
         "inputs": {image.name: hashlib.sha256(image.read_bytes()).hexdigest() for image in cases.INPUT_IMAGES},
         "loras": {name: lora.fingerprint(seed) for name, seed in lora.PARITY_LORAS.items()},
         "controlnets": {name: controlnet.fingerprint(seed) for name, seed in controlnet.PARITY_CONTROLNETS.items()},

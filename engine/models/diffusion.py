@@ -10,7 +10,7 @@ import torch
 
 from ..resize import common_upscale
 from ..sampling.model_sampling import ModelSampling, discrete_model_sampling
-from . import unclip
+from . import unclip, unet_patches
 from .cast import compute_dtype
 
 # Default aesthetic scores of the SDXL refiner's conditioning, as ComfyUI uses them.
@@ -102,6 +102,44 @@ class DiffusionModel:
 
     def set_model_denoise_mask_function(self, function) -> None:
         self.model_options["denoise_mask_function"] = function
+
+    def set_model_patch(self, patch, name: str) -> None:
+        """A UNet patch (engine.models.unet_patches names them: "output_block_patch", "attn1_patch", ...)."""
+        self.model_options = unet_patches.with_patch(self.model_options, name, patch)
+
+    def set_model_patch_replace(self, patch, name: str, block_name: str, number: int,
+                                transformer_index: int | None = None) -> None:
+        self.model_options = unet_patches.with_replacement(self.model_options, patch, name, block_name, number,
+                                                           transformer_index)
+
+    def set_model_attn1_patch(self, patch) -> None:
+        self.set_model_patch(patch, "attn1_patch")
+
+    def set_model_attn2_patch(self, patch) -> None:
+        self.set_model_patch(patch, "attn2_patch")
+
+    def set_model_attn1_output_patch(self, patch) -> None:
+        self.set_model_patch(patch, "attn1_output_patch")
+
+    def set_model_attn2_output_patch(self, patch) -> None:
+        self.set_model_patch(patch, "attn2_output_patch")
+
+    def set_model_attn1_replace(self, patch, block_name: str, number: int, transformer_index=None) -> None:
+        self.set_model_patch_replace(patch, "attn1", block_name, number, transformer_index)
+
+    def set_model_attn2_replace(self, patch, block_name: str, number: int, transformer_index=None) -> None:
+        self.set_model_patch_replace(patch, "attn2", block_name, number, transformer_index)
+
+    def set_model_input_block_patch(self, patch) -> None:
+        self.set_model_patch(patch, "input_block_patch")
+
+    def set_model_output_block_patch(self, patch) -> None:
+        self.set_model_patch(patch, "output_block_patch")
+
+    @property
+    def model_channels(self) -> int:
+        """The UNet's base width (ComfyUI's unet_config["model_channels"])."""
+        return self.unet.config.block_out_channels[0]
 
     def add_object_patch(self, name: str, value) -> None:
         """Replace one of the model's objects on this clone (e.g. "model_sampling")."""
@@ -200,9 +238,10 @@ class DiffusionModel:
 
     def apply_model(self, x: torch.Tensor, sigma: torch.Tensor, *, c_crossattn: torch.Tensor,
                     text_embeds=None, time_ids=None, class_labels=None, c_concat=None, control=None, gligen=None,
-                    **unused) -> torch.Tensor:
+                    transformer_options=None, **unused) -> torch.Tensor:
         """`control`: the Residuals (engine.models.controlnet) that ControlNets / T2I-Adapters add, or None;
-        `gligen`: a cond's GLIGEN entry (engine.models.gligen), or None."""
+        `gligen`: a cond's GLIGEN entry (engine.models.gligen), or None; `transformer_options`: ComfyUI's, with the
+        UNet patches to apply (engine.models.unet_patches)."""
         ms = self.model_sampling
         sigma = sigma.to(x.device)
         model_input = ms.calculate_input(sigma, x)
@@ -218,8 +257,9 @@ class DiffusionModel:
             if gligen is not None:
                 from .gligen import grounding_kwargs  # diffusers' GLIGEN modules are imported when first used
                 grounding = grounding_kwargs(gligen, self.unet, x)
-            output = self.unet(model_input.to(dtype), ms.timestep(sigma).float(),
-                               encoder_hidden_states=c_crossattn.to(x.device, dtype),
-                               class_labels=None if class_labels is None else class_labels.to(x.device, dtype),
-                               added_cond_kwargs=added, return_dict=False, **residuals, **grounding)[0].float()
+            with unet_patches.applied(self.unet, transformer_options or {}, x):
+                output = self.unet(model_input.to(dtype), ms.timestep(sigma).float(),
+                                   encoder_hidden_states=c_crossattn.to(x.device, dtype),
+                                   class_labels=None if class_labels is None else class_labels.to(x.device, dtype),
+                                   added_cond_kwargs=added, return_dict=False, **residuals, **grounding)[0].float()
         return ms.calculate_denoised(sigma, output, x)

@@ -68,3 +68,55 @@ def tangential_damping(x, cond, uncond) -> torch.Tensor:
     direction = vh[:, 0:1, :]
     damped = (uncond_score @ direction.transpose(-2, -1)) * direction
     return x - damped.reshape_as(uncond).to(uncond.dtype)
+
+
+def epsilon_scaling(x, guided, factor: float) -> torch.Tensor:
+    """Epsilon scaling (Ning et al. 2023, exposure bias): the guided noise estimate divided by `factor`."""
+    return x - (x - guided) / factor
+
+
+def _project(v0, v1):
+    """(the part of v0 along v1, the part orthogonal to it), per image."""
+    dims = tuple(range(1, v0.ndim))
+    unit = torch.nn.functional.normalize(v1, dim=dims)
+    parallel = (v0 * unit).sum(dim=dims, keepdim=True) * unit
+    return parallel, v0 - parallel
+
+
+class AdaptiveProjectedGuidance:
+    """APG (Sadat et al. 2024): the guidance (cond - uncond), optionally averaged with momentum over the steps
+    of a run and capped in norm, split along and across the positive prediction; the part along it is scaled by
+    `eta`. Returns the positive prediction that plain CFG turns into that guidance."""
+
+    def __init__(self, eta: float, norm_threshold: float, momentum: float):
+        self.eta, self.norm_threshold, self.momentum = eta, norm_threshold, momentum
+        self.running, self.last_sigma = None, None
+
+    def __call__(self, cond, uncond, sigma: float, cond_scale: float) -> torch.Tensor:
+        if self.last_sigma is not None and sigma > self.last_sigma:  # a new sampling run: forget the average
+            self.running = None
+        self.last_sigma = sigma
+        guidance = cond - uncond
+        if self.momentum != 0:
+            self.running = guidance if self.running is None else self.momentum * self.running + guidance
+            guidance = self.running
+        if self.norm_threshold > 0:
+            norm = guidance.norm(p=2, dim=tuple(range(1, guidance.ndim)), keepdim=True)
+            guidance = guidance * torch.minimum(torch.ones_like(norm), self.norm_threshold / norm)
+        parallel, orthogonal = _project(guidance, cond)
+        return uncond + orthogonal + self.eta * parallel + (cond - uncond) / cond_scale
+
+
+def frequency_scaled(x: torch.Tensor, low: float, high: float, cutoff: int) -> torch.Tensor:
+    """FreSca (Huang et al. 2025): `x` with its spatial frequencies within `cutoff` of zero scaled by `low`, the
+    others by `high` (computed in float32)."""
+    freq = torch.fft.fftshift(torch.fft.fftn(x.float(), dim=(-2, -1)), dim=(-2, -1))
+    mask = torch.full(freq.shape, high, device=x.device)
+    centre = mask
+    for dim in range(2, freq.ndim):
+        middle = freq.shape[dim] // 2
+        reach = min(cutoff, middle)
+        centre = centre.narrow(dim, middle - reach, reach * 2)
+    centre[:] = low
+    filtered = torch.fft.ifftn(torch.fft.ifftshift(freq * mask, dim=(-2, -1)), dim=(-2, -1)).real
+    return filtered.to(x.dtype)

@@ -209,9 +209,11 @@ def model_options(model) -> dict:
     return getattr(model, "model_options", None) or {}
 
 
-def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
-    """The weighted model prediction for each cond list (None lists give zeros)."""
-    options = model_options(model)
+def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor,
+                    options: dict | None = None) -> list[torch.Tensor]:
+    """The weighted model prediction for each cond list (None lists give zeros), with the model's model_options or
+    `options` in their place (a patch function may run the model with patches of its own)."""
+    options = model_options(model) if options is None else options
     wrapper = options.get("model_function_wrapper")
     outputs = [torch.zeros_like(x) for _ in cond_lists]
     counts = [torch.full_like(x, 1e-37) for _ in cond_lists]
@@ -259,40 +261,129 @@ def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor,
     return [out / count for out, count in zip(outputs, counts)]
 
 
-class CFGDenoiser:
-    """`denoiser(x, sigma, **extra) -> denoised` with classifier-free guidance, for the samplers."""
+def pre_cfg(model, options: dict, conds: list, out: list, x, sigma, cond_scale: float) -> list:
+    """The predictions after the model's sampler_pre_cfg_functions."""
+    for function in options.get("sampler_pre_cfg_function", ()):
+        out = function({"conds": conds, "conds_out": out, "cond_scale": cond_scale, "timestep": sigma, "input": x,
+                        "sigma": sigma, "model": model, "model_options": options})
+    return out
 
-    def __init__(self, model, positive: list[Cond], negative: list[Cond], cfg: float):
+
+def post_cfg(model, options: dict, guided, x, sigma, cond_scale: float, cond, uncond, cond_pred, uncond_pred,
+             **extra):
+    """`guided` after the model's sampler_post_cfg_functions (`extra`: further arguments a guider gives them)."""
+    for function in options.get("sampler_post_cfg_function", ()):
+        guided = function({"denoised": guided, "cond": cond, "uncond": uncond, "cond_scale": cond_scale,
+                           "model": model, "uncond_denoised": uncond_pred, "cond_denoised": cond_pred, "sigma": sigma,
+                           "model_options": options, "input": x, **extra})
+    return guided
+
+
+def cfg_function(model, options: dict, cond_pred, uncond_pred, cond_scale: float, x, sigma, cond=None, uncond=None):
+    """Classifier-free guidance of two predictions, or the model's sampler_cfg_function in its place, then its
+    post-cfg functions (ComfyUI's cfg_function)."""
+    if "sampler_cfg_function" in options:
+        guided = x - options["sampler_cfg_function"]({
+            "cond": x - cond_pred, "uncond": x - uncond_pred, "cond_scale": cond_scale, "timestep": sigma, "input": x,
+            "sigma": sigma, "cond_denoised": cond_pred, "uncond_denoised": uncond_pred, "model": model,
+            "model_options": options, "input_cond": cond, "input_uncond": uncond})
+    else:
+        guided = uncond_pred + (cond_pred - uncond_pred) * cond_scale
+    return post_cfg(model, options, guided, x, sigma, cond_scale, cond, uncond, cond_pred, uncond_pred)
+
+
+def _optimise_cfg1(options: dict, keep_all: bool) -> bool:
+    """Whether passes whose scale is 1 may be left out (CFG++ samplers need the negative prediction)."""
+    return not keep_all and not options.get("disable_cfg1_optimization", False)
+
+
+class _Denoiser:
+    """`denoiser(x, sigma) -> denoised` for the samplers; `denoise_with_uncond` also gives the negative prediction
+    the guidance used (CFG++ samplers step along it)."""
+
+    def __init__(self, model):
         self.model = model
         self.model_sampling = model.model_sampling
-        self.positive = positive
-        self.negative = negative
-        self.cfg = cfg
 
-    def _predict(self, x, sigma, with_uncond: bool):
-        options = model_options(self.model)
-        skip_uncond = math.isclose(self.cfg, 1.0) and not options.get("disable_cfg1_optimization", False)
-        uncond = self.negative if with_uncond or not skip_uncond else None
-        conds = [self.positive, uncond]
-        out = calc_cond_batch(self.model, conds, x, sigma)
-        common = {"cond_scale": self.cfg, "input": x, "sigma": sigma, "model": self.model, "model_options": options}
-        for function in options.get("sampler_pre_cfg_function", ()):
-            out = function({"conds": conds, "conds_out": out, "timestep": sigma, **common})
-        cond_pred, uncond_pred = out[0], out[1]
-        if "sampler_cfg_function" in options:
-            guided = x - options["sampler_cfg_function"]({
-                "cond": x - cond_pred, "uncond": x - uncond_pred, "cond_denoised": cond_pred,
-                "uncond_denoised": uncond_pred, "timestep": sigma, "input_cond": self.positive, "input_uncond": uncond,
-                **common})
-        else:
-            guided = uncond_pred + (cond_pred - uncond_pred) * self.cfg
-        for function in options.get("sampler_post_cfg_function", ()):
-            guided = function({"denoised": guided, "cond": self.positive, "uncond": uncond, "cond_denoised": cond_pred,
-                               "uncond_denoised": uncond_pred, **common})
-        return guided, uncond_pred
+    def _predict(self, x, sigma, keep_all: bool):
+        raise NotImplementedError
 
     def __call__(self, x, sigma, **extra_args):
-        return self._predict(x, sigma, with_uncond=False)[0]
+        return self._predict(x, sigma, keep_all=False)[0]
 
     def denoise_with_uncond(self, x, sigma, **extra_args):
-        return self._predict(x, sigma, with_uncond=True)
+        return self._predict(x, sigma, keep_all=True)
+
+
+class CFGDenoiser(_Denoiser):
+    """Classifier-free guidance of a positive and a negative conditioning (ComfyUI's sampling_function)."""
+
+    def __init__(self, model, positive: list[Cond], negative: list[Cond], cfg: float):
+        super().__init__(model)
+        self.positive, self.negative, self.cfg = positive, negative, cfg
+
+    def _predict(self, x, sigma, keep_all: bool):
+        options = model_options(self.model)
+        uncond = None if math.isclose(self.cfg, 1.0) and _optimise_cfg1(options, keep_all) else self.negative
+        conds = [self.positive, uncond]
+        out = pre_cfg(self.model, options, conds, calc_cond_batch(self.model, conds, x, sigma), x, sigma, self.cfg)
+        return cfg_function(self.model, options, out[0], out[1], self.cfg, x, sigma, self.positive, uncond), out[1]
+
+
+class DualCFGDenoiser(_Denoiser):
+    """Two guidance scales (DualCFGGuider): "regular" adds cfg_conds * (positive - middle) to CFG of the middle
+    conditioning against the negative at cfg_cond2_negative; "nested" guides the positive against the middle at
+    cfg_conds, then that result against the negative at cfg_cond2_negative."""
+
+    def __init__(self, model, positive: list[Cond], middle: list[Cond], negative: list[Cond], cfg_conds: float,
+                 cfg_cond2_negative: float, nested: bool):
+        super().__init__(model)
+        self.positive, self.middle, self.negative = positive, middle, negative
+        self.cfg_conds, self.cfg_negative, self.nested = cfg_conds, cfg_cond2_negative, nested
+
+    def _predict(self, x, sigma, keep_all: bool):
+        options, model = model_options(self.model), self.model
+        negative, middle = self.negative, self.middle
+        if self.nested:
+            neg, mid, pos = calc_cond_batch(model, [negative, middle, self.positive], x, sigma)
+            text = cfg_function(model, options, pos, mid, self.cfg_conds, x, sigma, self.positive, middle)
+            return neg + self.cfg_negative * (text - neg), mid
+        if math.isclose(self.cfg_negative, 1.0) and _optimise_cfg1(options, keep_all):
+            negative = None
+            if math.isclose(self.cfg_conds, 1.0):
+                middle = None
+        neg, mid, pos = calc_cond_batch(model, [negative, middle, self.positive], x, sigma)
+        guided = cfg_function(model, options, mid, neg, self.cfg_negative, x, sigma, middle, negative)
+        return guided + (pos - mid) * self.cfg_conds, neg
+
+
+def perp_neg(x, positive, negative, empty, neg_scale: float, cond_scale: float):
+    """Perp-Neg (Armandpour et al. 2023): guidance along the positive prompt minus only the part of the negative
+    prompt's direction that is perpendicular to it (both taken from the empty prompt's prediction)."""
+    pos, neg = positive - empty, negative - empty
+    perpendicular = neg - (torch.mul(neg, pos).sum() / torch.norm(pos) ** 2) * pos
+    return empty + cond_scale * (pos - perpendicular * neg_scale)
+
+
+class PerpNegDenoiser(_Denoiser):
+    """PerpNegGuider: Perp-Neg of a positive and a negative conditioning against an empty prompt's."""
+
+    def __init__(self, model, positive: list[Cond], negative: list[Cond], empty: list[Cond], cfg: float,
+                 neg_scale: float):
+        super().__init__(model)
+        self.positive, self.negative, self.empty = positive, negative, empty
+        self.cfg, self.neg_scale = cfg, neg_scale
+
+    def _predict(self, x, sigma, keep_all: bool):
+        options, model = model_options(self.model), self.model
+        negative, empty = self.negative, self.empty
+        if math.isclose(self.neg_scale, 0.0) and _optimise_cfg1(options, keep_all):
+            negative = None
+            if math.isclose(self.cfg, 1.0):
+                empty = None
+        conds = [self.positive, negative, empty]
+        pos, neg, nothing = pre_cfg(model, options, conds, calc_cond_batch(model, conds, x, sigma), x, sigma,
+                                    self.cfg)
+        guided = perp_neg(x, pos, neg, nothing, self.neg_scale, self.cfg)
+        return post_cfg(model, options, guided, x, sigma, self.cfg, self.positive, negative, pos, neg,
+                        empty_cond=empty, empty_cond_denoised=nothing), neg

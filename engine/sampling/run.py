@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Callable
 
 import torch
 
@@ -18,11 +19,15 @@ log = logging.getLogger("comfyd.sampling")
 
 @dataclasses.dataclass
 class Guider:
-    """GUIDER values: what to denoise with. `negative` None means no unconditional pass (BasicGuider)."""
+    """GUIDER values: what to denoise with. `negative` None means no unconditional pass (BasicGuider). `others`
+    are further named conditionings (prepared as negative prompts) that `denoiser(model, {name: conds})` combines
+    with these two; without it, classifier-free guidance at `cfg`."""
     model: object
     positive: list
     negative: list | None = None
     cfg: float = 1.0
+    others: dict = dataclasses.field(default_factory=dict)
+    denoiser: Callable | None = None
 
 
 @dataclasses.dataclass
@@ -74,13 +79,20 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
         return prepare(values, model, initial_noise, latent_image=latent_image, denoise_mask=mask, prompt_type=kind,
                        seed=noise.seed)
 
-    positive, negative = conds(guider.positive, "positive"), conds(guider.negative, "negative")
-    if negative is not None:
-        add_opposite_areas(positive, negative)
-        add_opposite_areas(negative, positive)
-        share_control_with_uncond(positive, negative)
-        share_gligen_with_uncond(positive, negative)
-    denoiser = CFGDenoiser(model, positive, negative, guider.cfg)
+    prepared = {"positive": conds(guider.positive, "positive"), "negative": conds(guider.negative, "negative"),
+                **{name: conds(values, "negative") for name, values in guider.others.items()}}
+    present = [values for values in prepared.values() if values is not None]
+    for values in present:  # every area prompt gets a counterpart in each other list
+        for others in present:
+            if others is not values:
+                add_opposite_areas(values, others)
+    if prepared["negative"] is not None:
+        share_control_with_uncond(prepared["positive"], prepared["negative"])
+        share_gligen_with_uncond(prepared["positive"], prepared["negative"])
+    if guider.denoiser is not None:
+        denoiser = guider.denoiser(model, prepared)
+    else:
+        denoiser = CFGDenoiser(model, prepared["positive"], prepared["negative"], guider.cfg)
     total = len(sigmas) - 1
     ctx = context.current()
     to_image = previewer(ctx.preview_method, model.family, model.manager) if ctx is not None else None

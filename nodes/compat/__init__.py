@@ -1,6 +1,6 @@
 """Import names that nodes written for ComfyUI use (`folder_paths`, `comfy.utils`, `comfy.model_management`,
-`comfy.samplers`), backed by comfyd's engine. Installed into `sys.modules` only for names nothing else provides,
-right before custom node packages load."""
+`comfy.samplers`, `comfy.model_patcher`, `comfy.ldm.modules.attention`), backed by comfyd's engine. Installed into
+`sys.modules` only for names nothing else provides, right before custom node packages load."""
 from __future__ import annotations
 
 import importlib
@@ -12,6 +12,10 @@ ALIASES = {
     "comfy.utils": "nodes.compat.comfy.utils",
     "comfy.model_management": "nodes.compat.comfy.model_management",
     "comfy.samplers": "nodes.compat.comfy.samplers",
+    "comfy.model_patcher": "nodes.compat.comfy.model_patcher",
+    "comfy.ldm": "nodes.compat.comfy.ldm",
+    "comfy.ldm.modules": "nodes.compat.comfy.ldm.modules",
+    "comfy.ldm.modules.attention": "nodes.compat.comfy.ldm.modules.attention",
 }
 
 

@@ -63,14 +63,13 @@ BASELINES = {"lora_0_8": "euler_normal", "lora_chain": "lora_0_8", "lora_model_o
 def parity_base(tmp_path_factory) -> Path:
     """A comfyd base directory holding the checkpoint and the model files the golden images were made with."""
     base = tmp_path_factory.mktemp("parity")
-    checkpoints = base / "models" / "checkpoints"
-    checkpoint.write_parity_checkpoint(checkpoints)
+    checkpoint.write_parity_files(base / "models")
     lora.write_parity_loras(base / "models" / "loras")
     controlnet.write_parity_controlnets(base / "models" / "controlnet")
     control_lora.write_parity_control_loras(base / "models" / "controlnet")
     upscaler.write_parity_upscalers(base / "models" / "upscale_models")
     adapter.write_parity_files(base / "models")
-    inpaint.write_parity_inpaint(checkpoints)
+    inpaint.write_parity_inpaint(base / "models" / "checkpoints")
     return base
 
 
@@ -119,7 +118,7 @@ def pixels(path: Path) -> np.ndarray:
 
 def test_golden_data_covers_every_case_and_is_intact():
     assert list(GOLDEN["cases"]) == list(cases.CASES)
-    assert GOLDEN["checkpoint"] == {cases.CHECKPOINT: checkpoint.fingerprint()}
+    assert GOLDEN["checkpoint"] == checkpoint.fingerprints()
     # the inputs and model files the tests hand comfyd are those the golden images were made from
     assert GOLDEN["inputs"] == {i.name: hashlib.sha256(i.read_bytes()).hexdigest() for i in cases.INPUT_IMAGES}
     assert GOLDEN["loras"] == {name: lora.fingerprint(seed) for name, seed in lora.PARITY_LORAS.items()}
@@ -141,16 +140,24 @@ def test_model_file_cases_differ_from_their_graph_without_the_file(case, baselin
     assert mean_difference(case, baseline) > 100 * MAX_MEAN_DIFF
 
 
-# Cases that are euler_normal with a model patch node before the sampler: on upstream the patch moved the image,
-# some only gently (RescaleCFG by 0.7 / 255 on average), yet all well past the tolerance.
-PATCHED = ["rescale_cfg_0_7", "cfg_zero_star", "cfg_norm_0_8", "mahiro", "tcfg", "sampling_discrete_v_zsnr",
-           "sampling_discrete_x0", "sampling_discrete_img_to_img", "sampling_edm_eps_normal"]
+# {case: the same graph without its model patch node, or with a plain CFGGuider}: on upstream the patch (guider)
+# moved the image, some only gently (RescaleCFG by 0.7 / 255 on average), yet all well past the tolerance.
+PATCHED = {**dict.fromkeys(["rescale_cfg_0_7", "cfg_zero_star", "cfg_norm_0_8", "mahiro", "tcfg", "apg",
+                            "epsilon_scaling_1_05", "fresca", "unet_self_attention_multiply",
+                            "unet_cross_attention_multiply", "clip_attention_multiply", "perp_neg_patch",
+                            "sampling_discrete_v_zsnr", "sampling_discrete_x0", "sampling_discrete_img_to_img",
+                            "sampling_edm_eps_normal"], "euler_normal"),
+           **dict.fromkeys(["freeu", "freeu_v2", "perturbed_attention_3", "self_attention_guidance"], "unet_640"),
+           **dict.fromkeys(["dual_cfg_regular", "dual_cfg_nested", "perp_neg_guider"], "cfg_guider")}
 
 
-@pytest.mark.parametrize("case", PATCHED)
-def test_patched_cases_differ_from_the_unpatched_graph(case):
-    assert cases.CASES[case]()["3"]["inputs"] == {**cases.CASES["euler_normal"]()["3"]["inputs"], "model": ["20", 0]}
-    assert mean_difference(case, "euler_normal") > 10 * MAX_MEAN_DIFF
+@pytest.mark.parametrize("case, baseline", PATCHED.items())
+def test_patched_cases_differ_from_the_unpatched_graph(case, baseline):
+    def sampling(name):
+        return {k: v for k, v in cases.CASES[name]()["3"]["inputs"].items() if k != "model"}
+
+    assert sampling(case) == sampling(baseline)
+    assert mean_difference(case, baseline) > 10 * MAX_MEAN_DIFF
 
 
 def mean_difference(case: str, other: str) -> float:

@@ -6,9 +6,8 @@ import torch
 
 from engine.models.diffusion import DiffusionModel
 from engine.sampling.guidance import CFGDenoiser, prepare
-from nodes import guidance, model_sampling
+from nodes import model_sampling
 from tests.engine.test_guidance import ConstantModel, cond
-from tests.nodes.test_latent_nodes import assert_matches_capture
 
 X = torch.zeros(1, 4, 8, 8)
 SIGMA = torch.tensor([5.0])
@@ -111,8 +110,3 @@ def test_object_patches_replace_what_the_model_has():
 def test_continuous_edm_refuses_the_samplings_it_cannot_run_yet():
     with pytest.raises(ValueError, match="cosmos_rflow"):
         model_sampling.ModelSamplingContinuousEDM().patch(model(), "cosmos_rflow", 80.0, 0.002)
-
-
-@pytest.mark.parametrize("name", sorted(guidance.NODE_CLASS_MAPPINGS))
-def test_guidance_declarations_match_upstream(name):
-    assert_matches_capture(guidance, name)

@@ -1,15 +1,15 @@
 """Parity cases: small ComfyUI API-format graphs run on upstream ComfyUI (golden images) and on comfyd.
 
-The cases use the seeded random-weight SD1.5 checkpoint CHECKPOINT (``python -m tests.golden.checkpoint
-<models>/checkpoints``); the server's input folder needs INPUT_IMAGES (make_golden.py uploads them), and its models folder
-the seeded files the cases load: lora.PARITY_LORAS in loras/ (``python tests/golden/lora.py <models>/loras``),
-controlnet.PARITY_CONTROLNETS in controlnet/ (``python -m tests.golden.controlnet <models>/controlnet``),
-control_lora.PARITY_CONTROL_LORAS there too (``python -m tests.golden.control_lora <models>/controlnet``),
-upscaler.PARITY_UPSCALERS in upscale_models/ (``python -m tests.golden.upscaler <models>/upscale_models``), and
-adapter.PARITY_ADAPTERS in controlnet/ with the UNet they need, adapter.PARITY_UNETS, in diffusion_models/
-(``python -m tests.golden.adapter <models>``), and the inpainting checkpoint INPAINT_CHECKPOINT in checkpoints/
-(``python -m tests.golden.inpaint <models>/checkpoints``). Each
-builder returns a fresh prompt whose only output node is a SaveImage with id OUTPUT_NODE; its images are the
+The cases use the seeded random-weight SD1.5 checkpoint CHECKPOINT and the UNet UNET_640
+(``python -m tests.golden.checkpoint <models>``); the server's input folder needs INPUT_IMAGES (make_golden.py
+uploads them), and its models folder the seeded files the cases load: lora.PARITY_LORAS in loras/
+(``python tests/golden/lora.py <models>/loras``), controlnet.PARITY_CONTROLNETS in controlnet/
+(``python -m tests.golden.controlnet <models>/controlnet``), control_lora.PARITY_CONTROL_LORAS there too
+(``python -m tests.golden.control_lora <models>/controlnet``), upscaler.PARITY_UPSCALERS in upscale_models/
+(``python -m tests.golden.upscaler <models>/upscale_models``), and adapter.PARITY_ADAPTERS in controlnet/ with the
+UNet they need, adapter.PARITY_UNETS, in diffusion_models/ (``python -m tests.golden.adapter <models>``), and the
+inpainting checkpoint INPAINT_CHECKPOINT in checkpoints/ (``python -m tests.golden.inpaint <models>/checkpoints``).
+Each builder returns a fresh prompt whose only output node is a SaveImage with id OUTPUT_NODE; its images are the
 case's golden files `<case>_<i>.png`.
 
 INPUT_MASKED is input_64.png with an alpha channel: opaque except a disc of radius 12 around (40, 28) that is
@@ -29,6 +29,7 @@ from .lora import PARITY_LORAS
 from .upscaler import PARITY_UPSCALERS
 
 CHECKPOINT = checkpoint.NAME
+UNET_640 = checkpoint.UNET_640
 INPAINT_CHECKPOINT = "parity-inpaint-s6.safetensors"  # CHECKPOINT with a 9-channel UNet input (inpaint.py)
 INPUT_IMAGE = Path(__file__).with_name("input_64.png")
 INPUT_MASKED = Path(__file__).with_name("input_64_rgba.png")
@@ -288,12 +289,62 @@ def esrgan_decoded() -> dict:
     return {**txt2img(seed=1), **_upscale(ESRGAN_X2, ("8", 0)), **_save(("41", 0))}
 
 
-def patched(class_type: str, seed: int, **inputs) -> dict:
-    """txt2img's graph sampling through a model patch node (node "20") put between checkpoint and sampler; options
-    for the KSampler go in `inputs["ksampler"]`. With seed 1 and no options it is euler_normal, patched."""
-    sampling = inputs.pop("ksampler", {})
-    extra = {"20": {"class_type": class_type, "inputs": {"model": ["4", 0], **inputs}}}
-    return txt2img(seed=seed, model=("20", 0), extra=extra, **sampling)
+def patched(class_type: str, seed: int, *, ksampler: dict | None = None, extra: dict | None = None,
+            **inputs) -> dict:
+    """txt2img's graph sampling through a model patch node (node "20") put between checkpoint and sampler, with
+    `ksampler` options and `extra` nodes. With seed 1 and no options it is euler_normal, patched."""
+    extra = {**(extra or {}), "20": {"class_type": class_type, "inputs": {"model": ["4", 0], **inputs}}}
+    return txt2img(seed=seed, model=("20", 0), extra=extra, **(ksampler or {}))
+
+
+def unet_640(class_type: str | None = None, **inputs) -> dict:
+    """txt2img on UNET_640 (UNETLoader, node 51) with the checkpoint's CLIP and VAE, through the patch node
+    `class_type` (node 52) when given."""
+    extra = {"51": {"class_type": "UNETLoader", "inputs": {"unet_name": UNET_640, "weight_dtype": "default"}}}
+    model = ("51", 0)
+    if class_type is not None:
+        extra["52"] = {"class_type": class_type, "inputs": {"model": ["51", 0], **inputs}}
+        model = ("52", 0)
+    return txt2img(seed=33, model=model, extra=extra)
+
+
+def guided(guider: str, **inputs) -> dict:
+    """SamplerCustomAdvanced (node 3) with the guider `guider` (node 60, its conditionings given as node ids) at
+    euler / normal, 3 steps, noise seed 1; node 61 encodes a second prompt and node 62 the empty one."""
+    nodes = {
+        "60": {"class_type": guider, "inputs": {"model": ["4", 0], **inputs}},
+        "61": {"class_type": "CLIPTextEncode", "inputs": {"text": "a watercolor of a dog", "clip": ["4", 1]}},
+        "62": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "63": {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}},
+        "64": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "65": {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "normal", "steps": 3,
+                                                          "denoise": 1.0}},
+        "3": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["63", 0], "guider": ["60", 0],
+                                                                 "sampler": ["64", 0], "sigmas": ["65", 0],
+                                                                 "latent_image": ["5", 0]}},
+    }
+    return _graph(nodes, ("3", 0), latent=_empty())
+
+
+def image_op(class_type: str, *, source: str = "image", **inputs) -> dict:
+    """INPUT_IMAGE (node 12) through one image node (node 70, its image input named `source`), saved."""
+    return {"12": _load_hint(), "70": {"class_type": class_type, "inputs": {source: ["12", 0], **inputs}},
+            **_save(("70", 0))}
+
+
+def image_blend(mode: str, factor: float) -> dict:
+    """INPUT_IMAGE blended with its mirror image (node 71)."""
+    graph = image_op("ImageBlend", source="image1", image2=["71", 0], blend_factor=factor, blend_mode=mode)
+    graph["71"] = {"class_type": "ImageFlip", "inputs": {"image": ["12", 0], "flip_method": "y-axis: horizontally"}}
+    return graph
+
+
+def batch_pick() -> dict:
+    """INPUT_IMAGE with noise, repeated into a batch of 3, items 1..2 taken out of it."""
+    graph = image_op("ImageFromBatch", image=["72", 0], batch_index=1, length=2)  # instead of node 12
+    graph["72"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["73", 0], "amount": 3}}
+    graph["73"] = {"class_type": "ImageAddNoise", "inputs": {"image": ["12", 0], "seed": 5, "strength": 0.3}}
+    return graph
 
 
 CASES: dict[str, Callable[[], dict]] = {
@@ -339,6 +390,40 @@ CASES: dict[str, Callable[[], dict]] = {
     "cfg_norm_0_8": lambda: patched("CFGNorm", 1, strength=0.8),
     "mahiro": lambda: patched("Mahiro", 1),
     "tcfg": lambda: patched("TCFG", 1),
+    "apg": lambda: patched("APG", 1, eta=0.5, norm_threshold=2.0, momentum=0.5),
+    "epsilon_scaling_1_05": lambda: patched("Epsilon Scaling", 1, scaling_factor=1.05),
+    "fresca": lambda: patched("FreSca", 1, scale_low=0.8, scale_high=1.5, freq_cutoff=2),
+    "unet_self_attention_multiply": lambda: patched("UNetSelfAttentionMultiply", 1, q=1.5, k=0.8, v=1.2, out=0.9),
+    "unet_cross_attention_multiply": lambda: patched("UNetCrossAttentionMultiply", 1, q=0.7, k=1.3, v=1.1, out=1.2),
+    "clip_attention_multiply": lambda: txt2img(seed=1, clip=("20", 0), extra={"20": {
+        "class_type": "CLIPAttentionMultiply",
+        "inputs": {"clip": ["4", 1], "q": 1.2, "k": 0.9, "v": 1.3, "out": 0.8}}}),
+    "perp_neg_patch": lambda: patched("PerpNeg", 1, empty_conditioning=["62", 0], neg_scale=1.5, extra={
+        "62": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}}}),
+    # guiders
+    "cfg_guider": lambda: guided("CFGGuider", positive=["6", 0], negative=["7", 0], cfg=7.0),
+    "dual_cfg_regular": lambda: guided("DualCFGGuider", cond1=["6", 0], cond2=["61", 0], negative=["7", 0],
+                                       cfg_conds=5.0, cfg_cond2_negative=3.0, style="regular"),
+    "dual_cfg_nested": lambda: guided("DualCFGGuider", cond1=["6", 0], cond2=["61", 0], negative=["7", 0],
+                                      cfg_conds=4.0, cfg_cond2_negative=2.5, style="nested"),
+    "perp_neg_guider": lambda: guided("PerpNegGuider", positive=["6", 0], negative=["7", 0],
+                                      empty_conditioning=["62", 0], cfg=6.0, neg_scale=1.5),
+    # image nodes
+    "image_crop": lambda: image_op("ImageCrop", width=40, height=24, x=10, y=30),
+    "image_flip_x": lambda: image_op("ImageFlip", flip_method="x-axis: vertically"),
+    "image_rotate_90": lambda: image_op("ImageRotate", rotation="90 degrees"),
+    "image_blur": lambda: image_op("ImageBlur", blur_radius=3, sigma=1.5),
+    "image_sharpen": lambda: image_op("ImageSharpen", sharpen_radius=2, sigma=1.0, alpha=0.5),
+    "image_blend_overlay": lambda: image_blend("overlay", 0.6),
+    "image_blend_soft_light": lambda: image_blend("soft_light", 0.8),
+    "image_quantize_bayer_4": lambda: image_op("ImageQuantize", colors=16, dither="bayer-4"),
+    "image_quantize_floyd_steinberg": lambda: image_op("ImageQuantize", colors=8, dither="floyd-steinberg"),
+    "image_add_noise": lambda: image_op("ImageAddNoise", seed=5, strength=0.3),
+    "resize_and_pad": lambda: image_op("ResizeAndPadImage", target_width=96, target_height=48, padding_color="white",
+                                       interpolation="bicubic"),
+    "scale_to_max_dimension": lambda: image_op("ImageScaleToMaxDimension", upscale_method="bilinear",
+                                               largest_size=40),
+    "image_batch_pick": batch_pick,
     "sampling_discrete_v_zsnr": lambda: patched("ModelSamplingDiscrete", 1, sampling="v_prediction", zsnr=True),
     "sampling_discrete_lcm": lambda: patched("ModelSamplingDiscrete", 1, sampling="lcm", zsnr=False,
                                              ksampler={"sampler": "lcm", "cfg": 1.5}),
@@ -350,4 +435,10 @@ CASES: dict[str, Callable[[], dict]] = {
                                                sigma_min=0.002),
     "sampling_continuous_v": lambda: patched("ModelSamplingContinuousV", 1, sampling="v_prediction",
                                              sigma_max=500.0, sigma_min=0.03, ksampler={"scheduler": "exponential"}),
+    # UNet patches, on a UNet that has the blocks they act on
+    "unet_640": unet_640,
+    "freeu": lambda: unet_640("FreeU", b1=1.1, b2=1.5, s1=0.9, s2=0.5),
+    "freeu_v2": lambda: unet_640("FreeU_V2", b1=1.3, b2=1.6, s1=0.9, s2=0.4),
+    "perturbed_attention_3": lambda: unet_640("PerturbedAttentionGuidance", scale=3.0),
+    "self_attention_guidance": lambda: unet_640("SelfAttentionGuidance", scale=1.5, blur_sigma=2.0),
 }

@@ -6,12 +6,17 @@ detector needs (320 channels, 768-wide context, convolutional proj_in) but is cu
 one input-side transformer, none on the output side and no middle block (PROFILES["tiny"]). "small" and "full"
 describe larger UNets of the same family for detection tests; only their shapes are used.
 
+UNET_640 is a UNet-only file (models/diffusion_models) of the same family reaching the UNet patch points the tiny
+one lacks: a second level 640 channels wide (FreeU acts on 2x and 4x the base width) and a middle block with a
+transformer (perturbed-attention guidance replaces its self-attention), without other transformers to keep it
+small.
+
 Values depend only on (seed, name): numpy's PCG64 seeded with (seed, crc32(name)); 2-D and larger weights are
 N(0, 1/fan_in) (embeddings N(0, 0.02^2)), 1-D ``weight`` tensors are norm scales (ones), other 1-D tensors zeros.
 The digest of what `build` returns is recorded in the golden manifest, so a change here shows as a parity failure
 before any image is compared.
 
-    python -m tests.golden.checkpoint MODELS/checkpoints     # writes cases.CHECKPOINT into that folder
+    python -m tests.golden.checkpoint MODELS     # NAME into MODELS/checkpoints, UNET_640 into MODELS/diffusion_models
 """
 from __future__ import annotations
 
@@ -31,8 +36,11 @@ PROFILES = {
     "small": replace(_SD1.unet, channel_mult=(1, 2), num_res_blocks=1, depth=(1, 1)),
     "full": _SD1.unet,
 }
+UNET_640_LAYOUT = replace(PROFILES["small"], depth=(1, 0), depth_out=(0, 0))
 NAME = "tiny-sd15.safetensors"
 SEED = 0
+UNET_640 = "parity-unet-640-s7.safetensors"
+UNET_640_SEED = 7
 GENERATOR = "tests/golden/checkpoint.py"
 
 
@@ -58,16 +66,23 @@ def build(seed: int = SEED, profile: str = "tiny", dtype=np.float16) -> dict[str
     return {name: value(name, shape, seed).astype(dtype) for name, shape in sorted(shapes(profile).items())}
 
 
-def fingerprint() -> str:
-    return seeded.digest(build())
+def build_unet_640(seed: int = UNET_640_SEED, dtype=np.float16) -> dict[str, np.ndarray]:
+    return {name: value(name, shape, seed).astype(dtype)
+            for name, shape in sorted(unet_shapes(UNET_640_LAYOUT, prefix="").items())}
 
 
-def write_parity_checkpoint(folder: str | Path) -> list[Path]:
-    return [seeded.save(build(), Path(folder) / NAME, GENERATOR, SEED)]
+def fingerprints() -> dict[str, str]:
+    return {NAME: seeded.digest(build()), UNET_640: seeded.digest(build_unet_640())}
+
+
+def write_parity_files(models: str | Path) -> list[Path]:
+    models = Path(models)
+    return [seeded.save(build(), models / "checkpoints" / NAME, GENERATOR, SEED),
+            seeded.save(build_unet_640(), models / "diffusion_models" / UNET_640, GENERATOR, UNET_640_SEED)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    return seeded.cli(__doc__, "the models/checkpoints folder to write NAME into", write_parity_checkpoint, argv)
+    return seeded.cli(__doc__, "the models folder", write_parity_files, argv)
 
 
 if __name__ == "__main__":

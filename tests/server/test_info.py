@@ -219,6 +219,7 @@ class CompatNode:
         comfy.model_management.throw_exception_if_processing_interrupted()
         bar.update(1)
         PromptServer.instance.send_sync("compat.event", {"ckpt": ckpt})
+        PromptServer.instance.send_progress_text("loaded " + ckpt, "1")
         path = folder_paths.get_full_path_or_raise("checkpoints", ckpt)
         return {"ui": {"text": [path.endswith(ckpt), "KSampler" in nodes.NODE_CLASS_MAPPINGS,
                                 folder_paths.get_output_directory() != ""]}}
@@ -242,6 +243,7 @@ async def test_custom_nodes_written_for_comfyui_import_its_modules(aiohttp_clien
     prompt = {"1": {"class_type": "CompatNode", "inputs": {"ckpt": "m.safetensors", "sampler": "euler", "size": 64}}}
     prompt_id, messages = await run_prompt(client, prompt)
     assert of_type(messages, "compat.event") == [{"ckpt": "m.safetensors"}]
+    assert [m for m in messages if isinstance(m, bytes)] == [b"\x00\x00\x00\x03\x00\x00\x00\x011loaded m.safetensors"]
     assert [p["value"] for p in of_type(messages, "progress")] == [1, 2]
     assert of_type(messages, "executed")[0]["output"] == {"text": [True, True, True]}
 
