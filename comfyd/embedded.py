@@ -63,8 +63,10 @@ class Comfy:
 
     async def __aenter__(self) -> "Comfy":
         from server.app import build_registry
+        from server.compat import PromptServer
 
         self._sink = _Sink(asyncio.get_running_loop())
+        PromptServer(self._sink)  # custom nodes reach it at import, as in a server
         registry = self._registry or await asyncio.to_thread(build_registry, self.settings)
         self.engine = Engine(self.settings, registry, self._sink)
         self.engine.start()

@@ -12,6 +12,7 @@ import uuid
 from typing import Callable
 
 from . import devices
+from .cache import OutputCache
 from .events import EventSink, NullSink, timestamp_ms
 from .executor import Executor
 from .folders import Folders
@@ -44,7 +45,8 @@ class Engine:
         self.queue = PromptQueue(on_change=self.sink.queue_changed, max_size=settings.max_queue_size,
                                  on_removed=self._dropped)
         self.executor = Executor(registry, self.sink, preview_method=settings.preview_method,
-                                 models=self.model_manager)
+                                 models=self.model_manager,
+                                 cache=OutputCache(settings.cache_policy, settings.cache_lru_size))
         self._interrupt = threading.Event()
         self._watch_lock = threading.Lock()
         self._watchers: dict[str, list[Callable[[HistoryRecord], None]]] = {}

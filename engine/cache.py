@@ -25,18 +25,34 @@ class NodeOutput:
 
 
 class OutputCache:
-    def __init__(self):
-        self._entries: dict[str, NodeOutput] = {}
+    """Node outputs by signature, kept between prompts by ComfyUI's policies: "classic" keeps what the latest
+    prompt used, "lru" the `lru_size` most recently used outputs of any prompt, "none" nothing."""
+
+    def __init__(self, policy: str = "classic", lru_size: int = 0):
+        if policy not in ("classic", "lru", "none"):
+            raise ValueError(f"unknown cache policy {policy!r}")
+        self.policy, self.lru_size = policy, lru_size
+        self._entries: dict[str, NodeOutput] = {}  # oldest use first
 
     def get(self, signature: str) -> NodeOutput | None:
-        return self._entries.get(signature)
+        output = self._entries.pop(signature, None)
+        if output is not None:
+            self._entries[signature] = output  # now the most recently used
+        return output
 
     def put(self, signature: str, output: NodeOutput) -> None:
+        self._entries.pop(signature, None)
         self._entries[signature] = output
 
     def retain(self, signatures: set[str]) -> None:
-        """Forget everything the latest prompt did not use (ComfyUI's classic cache policy)."""
-        self._entries = {s: o for s, o in self._entries.items() if s in signatures}
+        """After a prompt that used `signatures`: forget what the policy does not keep."""
+        if self.policy == "none":
+            self._entries.clear()
+        elif self.policy == "classic":
+            self._entries = {s: o for s, o in self._entries.items() if s in signatures}
+        else:
+            for old in list(self._entries)[:max(0, len(self._entries) - self.lru_size)]:
+                del self._entries[old]
 
     def clear(self) -> None:
         self._entries.clear()

@@ -27,12 +27,13 @@ class NodeError(Exception):
 
 
 class Executor:
-    def __init__(self, registry, sink: EventSink, *, preview_method: str = "none", models=None):
+    def __init__(self, registry, sink: EventSink, *, preview_method: str = "none", models=None,
+                 cache: OutputCache | None = None):
         self.registry = registry
         self.sink = sink
         self.preview_method = preview_method
         self.models = models  # a callable returning the ModelManager (created on first use: it imports torch)
-        self.cache = OutputCache()
+        self.cache = cache if cache is not None else OutputCache()  # (an empty cache is falsy)
         self._instances: dict[tuple[str, str], object] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -360,7 +361,7 @@ class _PromptRun:
                 if ret.get("ui") is not None:
                     ui = ui or {}
                     for key, items in ret["ui"].items():
-                        ui.setdefault(key, []).extend(items if isinstance(items, list) else [items])
+                        ui.setdefault(key, []).extend(items if isinstance(items, (list, tuple)) else [items])
                 result = ret.get("result", ())
             if result is None:
                 result = ()

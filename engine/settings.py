@@ -29,6 +29,10 @@ class Settings:
     front_end_version: str | None = None
     front_end_root: Path | None = None
     history_size: int = 10000
+    # Which node outputs stay cached between prompts: "classic" (what the latest prompt used), "lru" (the
+    # cache_lru_size most recently used), "none" (ComfyUI's --cache-classic / --cache-lru N / --cache-none).
+    cache_policy: str = "classic"
+    cache_lru_size: int = 0
     # Per websocket client: messages buffered before a client that stops reading is disconnected.
     ws_send_queue: int = 1024
 

@@ -21,6 +21,8 @@ BUILTIN_MODULES = (
     "nodes.image",
     "nodes.image_transform",
     "nodes.postprocessing",
+    "nodes.strings",
+    "nodes.rebatch",
     "nodes.loaders",
     "nodes.text_encode",
     "nodes.vae",
@@ -135,9 +137,12 @@ class NodeRegistry:
         compat.install()
         nodes.NODE_CLASS_MAPPINGS = self.classes
         nodes.NODE_DISPLAY_NAME_MAPPINGS = self.display_names
-        for entry in sorted(directory.iterdir()):
-            if entry.name.startswith((".", "__")) or entry.name.endswith(".disabled"):
-                continue
+        entries = [entry for entry in sorted(directory.iterdir())
+                   if not entry.name.startswith((".", "__")) and not entry.name.endswith(".disabled")]
+        for entry in entries:  # as ComfyUI: every pack's prestartup_script.py before any pack is imported
+            if (entry / "prestartup_script.py").is_file():
+                _run_prestartup(entry)
+        for entry in entries:
             if entry.is_dir() and (entry / "__init__.py").is_file():
                 init = entry / "__init__.py"
             elif entry.is_file() and entry.suffix == ".py":
@@ -172,3 +177,13 @@ class NodeRegistry:
             package.error = traceback.format_exc()
             log.error("cannot load custom node package %s:\n%s", path.name, package.error)
         return package
+
+
+def _run_prestartup(package: Path) -> None:
+    """Run a pack's prestartup_script.py; a failing one is logged and the pack still loads."""
+    script = package / "prestartup_script.py"
+    try:
+        spec = importlib.util.spec_from_file_location(f"{package.name}.prestartup_script", script)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    except Exception:
+        log.error("prestartup script of custom node package %s failed:\n%s", package.name, traceback.format_exc())

@@ -36,6 +36,10 @@ def parse_args(argv: list[str]) -> Settings:
     vram.add_argument("--highvram", action="store_const", dest="vram_mode", const="high")
     vram.add_argument("--normalvram", action="store_const", dest="vram_mode", const="normal")
     vram.add_argument("--lowvram", action="store_const", dest="vram_mode", const="low")
+    caching = p.add_mutually_exclusive_group()
+    caching.add_argument("--cache-classic", action="store_true", help="keep the outputs the last prompt used")
+    caching.add_argument("--cache-lru", type=int, default=0, metavar="N", help="keep the N most recently used outputs")
+    caching.add_argument("--cache-none", action="store_true", help="keep no outputs between prompts")
     p.add_argument("--multi-user", action="store_true")
     p.add_argument("--disable-all-custom-nodes", action="store_true")
     p.add_argument("--front-end-version", type=version_spec, default=None, metavar="OWNER/REPO@VERSION",
@@ -67,6 +71,8 @@ def parse_args(argv: list[str]) -> Settings:
         disable_custom_nodes=args.disable_all_custom_nodes,
         front_end_version=args.front_end_version,
         front_end_root=args.front_end_root,
+        cache_policy="none" if args.cache_none else "lru" if args.cache_lru > 0 else "classic",
+        cache_lru_size=args.cache_lru,
     )
 
 

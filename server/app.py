@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from engine import Engine, Settings
+from engine.folders import Folders
 from nodes.registry import NodeRegistry
 
 from . import middleware, routes, static
@@ -25,6 +26,7 @@ def build_registry(settings: Settings) -> NodeRegistry:
     registry = NodeRegistry()
     registry.load_builtins()
     if not settings.disable_custom_nodes:
+        Folders.from_settings(settings).activate()  # packs call folder_paths as they are imported
         for package in registry.load_custom_nodes(settings.base_directory / "custom_nodes"):
             if package.error:
                 log.warning("custom node package %s failed to load and was skipped", package.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.events import TEXT, progress_text
+from engine.events import PREVIEW_IMAGE, TEXT, progress_text
 
 
 class PromptServer:
@@ -19,13 +19,15 @@ class PromptServer:
 
     def send_sync(self, event: str, data, sid: str | None = None) -> None:
         if isinstance(data, (bytes, bytearray)):
-            self.hub.send_bytes(int(event) if str(event).isdigit() else 1, bytes(data), sid)
+            event_type = int(event) if str(event).isdigit() else PREVIEW_IMAGE
+            # only previews may be dropped for a client that falls behind
+            self.hub.send_bytes(event_type, bytes(data), sid, droppable=event_type == PREVIEW_IMAGE)
         else:
             self.hub.send(event, data, sid)
 
     def send_progress_text(self, text: str | bytes, node_id: str, sid: str | None = None) -> None:
         """Text the frontend shows on node `node_id`."""
-        self.hub.send_bytes(TEXT, progress_text(node_id, text), sid)
+        self.send_sync(str(TEXT), progress_text(node_id, text), sid)
 
     async def send_json(self, event: str, data, sid: str | None = None) -> None:
         self.hub.send(event, data, sid)

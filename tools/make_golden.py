@@ -12,8 +12,8 @@ checkpoint of cases.CHECKPOINT in its models/checkpoints/ and the seeded model f
     python -m tests.golden.inpaint <models>/checkpoints
 This script only talks HTTP, so it cannot place model files on the server: it checks /models/<folder> for the
 files the chosen cases load, uploads the input images, queues each case, waits on /history and downloads the
-saved images with /view into OUT as <case>_<i>.png, plus manifest.json (sizes, sha256, server versions, and the
-digests of the input images and model files the images assume).
+saved images with /view into OUT as <case>_<i>.png, plus manifest.json (sizes, sha256, server versions, the
+digests of the input images and model files the images assume, and the text of cases that end in a PreviewAny).
 
     python tools/make_golden.py --url http://127.0.0.1:8188 --out tests/golden/sd15 [--case NAME ...]
 """
@@ -101,17 +101,20 @@ def check_models(base: str, names: list[str]) -> None:
                              f"`{command}`")
 
 
-def run_case(base: str, name: str, timeout: float) -> list[bytes]:
-    """Queue one case and return the PNG bytes of its SaveImage outputs, in order."""
+def run_case(base: str, name: str, timeout: float) -> dict:
+    """Queue one case and return its output node's UI output: {"images": PNG bytes in order} for a SaveImage,
+    {"text": [...]} for a PreviewAny."""
     queued = post_json(base, "/prompt", {"prompt": cases.CASES[name](), "client_id": "make_golden"})
     entry = wait_for(base, queued["prompt_id"], timeout)
     status = entry.get("status", {})
     if status.get("status_str") != "success":
         errors = [m for m in status.get("messages", []) if m[0] == "execution_error"]
         raise RuntimeError(f"case {name} failed: {errors or status}")
-    images = entry["outputs"][cases.OUTPUT_NODE]["images"]
-    return [request(base + "/view?" + urllib.parse.urlencode(
-        {"filename": i["filename"], "subfolder": i["subfolder"], "type": i["type"]})) for i in images]
+    output = entry["outputs"][cases.OUTPUT_NODE]
+    if "text" in output:
+        return {"text": output["text"]}
+    return {"images": [request(base + "/view?" + urllib.parse.urlencode(
+        {"filename": i["filename"], "subfolder": i["subfolder"], "type": i["type"]})) for i in output["images"]]}
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -151,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     results = manifest.setdefault("cases", {})
     for name in names:
         started = time.monotonic()
+        output = run_case(base, name, args.timeout)
+        if "text" in output:  # recorded as it is
+            results[name] = output
+            print(f"{name}: {output['text']!r} in {time.monotonic() - started:.1f}s", flush=True)
+            continue
         files = []
-        for i, png in enumerate(run_case(base, name, args.timeout)):
+        for i, png in enumerate(output["images"]):
             path = args.out / f"{name}_{i}.png"
             path.write_bytes(png)
             width, height = png_size(png)

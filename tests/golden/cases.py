@@ -347,6 +347,25 @@ def batch_pick() -> dict:
     return graph
 
 
+def previewed(*chain: tuple[str, dict]) -> dict:
+    """String nodes 80, 81, ... in a chain (each takes the previous one's first output as its first input, the
+    first its own inputs), shown by a PreviewAny as the output node."""
+    graph = {}
+    for i, (class_type, inputs) in enumerate(chain):
+        node = dict(inputs)
+        if i:
+            first = next(iter(node))
+            node[first] = [str(79 + i), 0]
+        graph[str(80 + i)] = {"class_type": class_type, "inputs": node}
+    graph[OUTPUT_NODE] = {"class_type": "PreviewAny", "inputs": {"source": [str(79 + len(chain)), 0]}}
+    return graph
+
+
+def _regex(pattern: str, mode: str, group: int = 1, text: str = "Cat9 dog42 COW7\nhen3", **flags) -> tuple:
+    return ("RegexExtract", {"string": text, "regex_pattern": pattern, "mode": mode, "case_insensitive": True,
+                             "multiline": False, "dotall": False, "group_index": group, **flags})
+
+
 CASES: dict[str, Callable[[], dict]] = {
     "euler_normal": lambda: txt2img(seed=1, sampler="euler", scheduler="normal"),
     "euler_ancestral_karras": lambda: txt2img(seed=2, sampler="euler_ancestral", scheduler="karras"),
@@ -424,6 +443,33 @@ CASES: dict[str, Callable[[], dict]] = {
     "scale_to_max_dimension": lambda: image_op("ImageScaleToMaxDimension", upscale_method="bilinear",
                                                largest_size=40),
     "image_batch_pick": batch_pick,
+    "rebatch_images": lambda: image_op("RebatchImages", source="images", images=["74", 0], batch_size=2) | {
+        "74": {"class_type": "ImageAddNoise", "inputs": {"image": ["75", 0], "seed": 3, "strength": 0.4}},
+        "75": {"class_type": "RepeatImageBatch", "inputs": {"image": ["12", 0], "amount": 3}}},
+    # a batch of 3 sampled as batches of 2 and 1: each latent keeps its batch index, so its noise
+    "rebatch_latents": lambda: _graph({"3": _ksampler(["76", 0], seed=7, steps=2)}, ("3", 0), latent=_empty(batch=3),
+                                      extra={"76": {"class_type": "RebatchLatents",
+                                                    "inputs": {"latents": ["5", 0], "batch_size": 2}}}),
+    # string nodes, shown by PreviewAny (the golden is the text)
+    "string_chain": lambda: previewed(
+        ("StringConcatenate", {"string_a": "  hello, wide world ", "string_b": "room 101 and 202  ", "delimiter": "|"}),
+        ("StringTrim", {"string": None, "mode": "Both"}),
+        ("CaseConverter", {"string": None, "mode": "Title Case"}),
+        ("StringReplace", {"string": None, "find": "Wide", "replace": "Narrow"}),
+        ("RegexReplace", {"string": None, "regex_pattern": "\\d+", "replace": "#", "count": 1}),
+        ("StringSubstring", {"string": None, "start": 2, "end": -3})),
+    "string_length": lambda: previewed(("StringLength", {"string": "naïve café 😀"})),
+    "string_contains": lambda: previewed(("StringContains", {"string": "A Red Fox", "substring": "red fox",
+                                                             "case_sensitive": False})),
+    "string_compare": lambda: previewed(("StringCompare", {"string_a": "photo.PNG", "string_b": ".png",
+                                                           "mode": "Ends With", "case_sensitive": True})),
+    "regex_match_multiline": lambda: previewed(("RegexMatch", {
+        "string": "first\nsecond line", "regex_pattern": "^second", "case_insensitive": False, "multiline": True,
+        "dotall": False})),
+    "regex_first_match": lambda: previewed(_regex("[a-z]+\\d", "First Match")),
+    "regex_all_matches": lambda: previewed(_regex("([a-z]+)(\\d+)", "All Matches")),
+    "regex_first_group": lambda: previewed(_regex("([a-z]+)(\\d+)", "First Group", group=2)),
+    "regex_all_groups_dotall": lambda: previewed(_regex("(o.)", "All Groups", dotall=True, text="to\nbo\nox")),
     "sampling_discrete_v_zsnr": lambda: patched("ModelSamplingDiscrete", 1, sampling="v_prediction", zsnr=True),
     "sampling_discrete_lcm": lambda: patched("ModelSamplingDiscrete", 1, sampling="lcm", zsnr=False,
                                              ksampler={"sampler": "lcm", "cfg": 1.5}),
