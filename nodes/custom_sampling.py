@@ -1,6 +1,8 @@
 """Custom sampling nodes: samplers, schedulers (SIGMAS), noise, guiders, and SamplerCustom(Advanced)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from engine.sampling import schedules
@@ -20,6 +22,10 @@ def _sigma_input(default):
 
 def _steps():
     return ("INT", {"default": 20, "min": 1, "max": 10000})
+
+
+def _float(default: float, low: float = 0.0, high: float = 5000.0, step: float = 0.01) -> tuple:
+    return ("FLOAT", {"default": default, "min": low, "max": high, "step": step, "round": False})
 
 
 class _Node:
@@ -51,6 +57,96 @@ class SamplerEulerAncestral(_Node):
 
     def get_sampler(self, eta, s_noise):
         return (Sampler("euler_ancestral", {"eta": eta, "s_noise": s_noise}),)
+
+
+class _SamplerNode(_Node):
+    """A SAMPLER of the sampler `NAME` with the node's inputs as its options; `noise_device` "gpu" picks the
+    sampler's _gpu variant (its Brownian noise drawn on the sampling device)."""
+
+    NAME = ""
+    RETURN_TYPES = ("SAMPLER",)
+    FUNCTION = "get_sampler"
+    CATEGORY = CATEGORY + "/samplers"
+
+    def get_sampler(self, noise_device=None, **options):
+        return (Sampler(self.NAME + ("_gpu" if noise_device == "gpu" else ""), options),)
+
+
+def _noise_inputs(high: float = 100.0) -> dict:
+    return {"eta": _float(1.0, high=high), "s_noise": _float(1.0, high=100.0 if high == 100.0 else 10.0)}
+
+
+class SamplerLMS(_SamplerNode):
+    NAME = "lms"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"order": ("INT", {"default": 4, "min": 1, "max": 100})}}
+
+
+class SamplerDPMPP_3M_SDE(_SamplerNode):
+    NAME = "dpmpp_3m_sde"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {**_noise_inputs(), "noise_device": (["gpu", "cpu"],)}}
+
+
+class SamplerDPMPP_2M_SDE(_SamplerNode):
+    NAME = "dpmpp_2m_sde"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"solver_type": (["midpoint", "heun"],), **_noise_inputs(),
+                             "noise_device": (["gpu", "cpu"],)}}
+
+
+class SamplerDPMPP_SDE(_SamplerNode):
+    NAME = "dpmpp_sde"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {**_noise_inputs(), "r": _float(0.5, high=100.0), "noise_device": (["gpu", "cpu"],)}}
+
+
+class SamplerDPMPP_2S_Ancestral(_SamplerNode):
+    NAME = "dpmpp_2s_ancestral"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": _noise_inputs()}
+
+
+class SamplerEulerAncestralCFGPP(_SamplerNode):
+    NAME = "euler_ancestral_cfg_pp"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": _noise_inputs(high=1.0)}
+
+
+class AddNoise(_Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "noise": ("NOISE",), "sigmas": ("SIGMAS",),
+                             "latent_image": ("LATENT",)}}
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "add_noise"
+    CATEGORY = "_for_testing/custom_sampling/noise"
+
+    def add_noise(self, model, noise, sigmas, latent_image):
+        """The latent noised to the span of `sigmas` (its first sigma alone when it has one), as the model's
+        sampling scales noise."""
+        if len(sigmas) == 0:
+            return (latent_image,)
+        samples = latent_image["samples"]
+        noisy = noise.generate(latent_image, samples)
+        scale = torch.abs(sigmas[0] - sigmas[-1]) if len(sigmas) > 1 else sigmas[0]
+        if torch.count_nonzero(samples) > 0:  # an empty latent stays zero (no shift)
+            samples = model.process_latent_in(samples)
+        noisy = model.process_latent_out(model.model_sampling.noise_scaling(scale, noisy, samples))
+        return (dict(latent_image, samples=torch.nan_to_num(noisy, nan=0.0, posinf=0.0, neginf=0.0)),)
 
 
 class BasicScheduler(_Node):
@@ -117,6 +213,63 @@ class SDTurboScheduler(_Node):
         return (torch.cat([sigmas, sigmas.new_zeros([1])]),)
 
 
+class PolyexponentialScheduler(_Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"steps": _steps(), "sigma_max": _sigma_input(14.614642),
+                             "sigma_min": _sigma_input(0.0291675), "rho": _float(1.0, high=100.0)}}
+
+    RETURN_TYPES = ("SIGMAS",)
+    FUNCTION = "get_sigmas"
+    CATEGORY = CATEGORY + "/schedulers"
+
+    def get_sigmas(self, steps, sigma_max, sigma_min, rho):
+        return (schedules.get_sigmas_polyexponential(steps, sigma_min, sigma_max, rho),)
+
+
+class LaplaceScheduler(_Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"steps": _steps(), "sigma_max": _sigma_input(14.614642),
+                             "sigma_min": _sigma_input(0.0291675), "mu": _float(0.0, -10.0, 10.0, 0.1),
+                             "beta": _float(0.5, 0.0, 10.0, 0.1)}}
+
+    RETURN_TYPES = ("SIGMAS",)
+    FUNCTION = "get_sigmas"
+    CATEGORY = CATEGORY + "/schedulers"
+
+    def get_sigmas(self, steps, sigma_max, sigma_min, mu, beta):
+        return (schedules.get_sigmas_laplace(steps, sigma_min, sigma_max, mu, beta),)
+
+
+class VPScheduler(_Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"steps": _steps(), "beta_d": _float(19.9), "beta_min": _float(0.1),
+                             "eps_s": _float(0.001, high=1.0, step=0.0001)}}
+
+    RETURN_TYPES = ("SIGMAS",)
+    FUNCTION = "get_sigmas"
+    CATEGORY = CATEGORY + "/schedulers"
+
+    def get_sigmas(self, steps, beta_d, beta_min, eps_s):
+        return (schedules.get_sigmas_vp(steps, beta_d, beta_min, eps_s),)
+
+
+class BetaSamplingScheduler(_Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "steps": _steps(), "alpha": _float(0.6, high=50.0),
+                             "beta": _float(0.6, high=50.0)}}
+
+    RETURN_TYPES = ("SIGMAS",)
+    FUNCTION = "get_sigmas"
+    CATEGORY = CATEGORY + "/schedulers"
+
+    def get_sigmas(self, model, steps, alpha, beta):
+        return (schedules.beta_schedule(model.model_sampling, steps, alpha=alpha, beta=beta),)
+
+
 class SplitSigmas(_Node):
     @classmethod
     def INPUT_TYPES(cls):
@@ -129,6 +282,89 @@ class SplitSigmas(_Node):
 
     def get_sigmas(self, sigmas, step):
         return sigmas[:step + 1], sigmas[step:]
+
+
+class SplitSigmasDenoise(_Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"sigmas": ("SIGMAS",),
+                             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
+
+    RETURN_TYPES = ("SIGMAS", "SIGMAS")
+    RETURN_NAMES = ("high_sigmas", "low_sigmas")
+    FUNCTION = "get_sigmas"
+    CATEGORY = CATEGORY + "/sigmas"
+
+    def get_sigmas(self, sigmas, denoise):
+        """The last `denoise` of the steps are the low sigmas; the high ones end where they start."""
+        low = round(max(sigmas.shape[-1] - 1, 0) * denoise)
+        return sigmas[:-low], sigmas[-(low + 1):]
+
+
+class SetFirstSigma(_Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"sigmas": ("SIGMAS",), "sigma": _float(136.0, high=20000.0, step=0.001)}}
+
+    RETURN_TYPES = ("SIGMAS",)
+    FUNCTION = "set_first_sigma"
+    CATEGORY = CATEGORY + "/sigmas"
+
+    def set_first_sigma(self, sigmas, sigma):
+        sigmas = sigmas.clone()
+        sigmas[0] = sigma
+        return (sigmas,)
+
+
+class ExtendIntermediateSigmas(_Node):
+    SPACINGS = {"linear": lambda x: x, "cosine": lambda x: torch.sin(x * math.pi / 2),
+                "sine": lambda x: 1 - torch.cos(x * math.pi / 2)}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"sigmas": ("SIGMAS",), "steps": ("INT", {"default": 2, "min": 1, "max": 100}),
+                             "start_at_sigma": _float(-1.0, -1.0, 20000.0),
+                             "end_at_sigma": _float(12.0, 0.0, 20000.0), "spacing": (list(cls.SPACINGS),)}}
+
+    RETURN_TYPES = ("SIGMAS",)
+    FUNCTION = "extend"
+    CATEGORY = CATEGORY + "/sigmas"
+
+    def extend(self, sigmas, steps, start_at_sigma, end_at_sigma, spacing):
+        """`steps - 1` more sigmas inside each step whose start lies in [end_at_sigma, start_at_sigma] (a negative
+        start: no upper bound), spaced by `spacing`."""
+        top = float("inf") if start_at_sigma < 0 else start_at_sigma
+        fractions = self.SPACINGS[spacing](torch.linspace(0, 1, steps + 1, device=sigmas.device)[1:-1])
+        out = []
+        for current, following in zip(sigmas[:-1], sigmas[1:]):
+            out.append(current)
+            if end_at_sigma <= current <= top:
+                out.extend((fractions * (following - current) + current).tolist())
+        if len(sigmas) > 0:
+            out.append(sigmas[-1])
+        return (torch.FloatTensor(out),)
+
+
+class SamplingPercentToSigma(_Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {}),
+            "sampling_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.0001}),
+            "return_actual_sigma": ("BOOLEAN", {"default": False, "tooltip": "Return the actual sigma value instead "
+                                                "of the value used for interval checks.\nThis only affects results "
+                                                "at 0.0 and 1.0."})}}
+
+    RETURN_TYPES = ("FLOAT",)
+    RETURN_NAMES = ("sigma_value",)
+    FUNCTION = "get_sigma"
+    CATEGORY = CATEGORY + "/sigmas"
+
+    def get_sigma(self, model, sampling_percent, return_actual_sigma):
+        ms = model.model_sampling
+        if return_actual_sigma and sampling_percent in (0.0, 1.0):
+            return (float(ms.sigma_max if sampling_percent == 0.0 else ms.sigma_min),)
+        return (float(ms.percent_to_sigma(sampling_percent)),)
 
 
 class FlipSigmas(_Node):
@@ -287,5 +523,8 @@ class SamplerCustomAdvanced(_Node):
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
     KSamplerSelect, SamplerEulerAncestral, BasicScheduler, KarrasScheduler, ExponentialScheduler, SDTurboScheduler,
     SplitSigmas, FlipSigmas, RandomNoise, DisableNoise, BasicGuider, CFGGuider, DualCFGGuider, PerpNegGuider,
-    SamplerCustom, SamplerCustomAdvanced)}
-NODE_DISPLAY_NAME_MAPPINGS = {}
+    SamplerCustom, SamplerCustomAdvanced, PolyexponentialScheduler, LaplaceScheduler, VPScheduler,
+    BetaSamplingScheduler, SplitSigmasDenoise, SetFirstSigma, ExtendIntermediateSigmas, SamplingPercentToSigma,
+    SamplerLMS, SamplerDPMPP_3M_SDE, SamplerDPMPP_2M_SDE, SamplerDPMPP_SDE, SamplerDPMPP_2S_Ancestral,
+    SamplerEulerAncestralCFGPP, AddNoise)}
+NODE_DISPLAY_NAME_MAPPINGS = {"SamplerEulerAncestralCFGPP": "SamplerEulerAncestralCFG++"}

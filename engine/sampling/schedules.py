@@ -36,6 +36,29 @@ def get_sigmas_exponential(n: int, sigma_min: float, sigma_max: float, device=No
     return append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n, device=device).exp())
 
 
+def get_sigmas_polyexponential(n: int, sigma_min: float, sigma_max: float, rho: float = 1.0,
+                               device=None) -> torch.Tensor:
+    """Log-sigma falling as a polynomial of degree `rho` in the step (exponential for rho 1)."""
+    ramp = torch.linspace(1, 0, n, device=device) ** rho
+    return append_zero(torch.exp(ramp * (math.log(sigma_max) - math.log(sigma_min)) + math.log(sigma_min)))
+
+
+def get_sigmas_vp(n: int, beta_d: float = 19.9, beta_min: float = 0.1, eps_s: float = 1e-3,
+                  device=None) -> torch.Tensor:
+    """The continuous variance-preserving schedule of Song et al. (2021), from t = 1 down to eps_s."""
+    t = torch.linspace(1, eps_s, n, device=device)
+    return append_zero(torch.sqrt(torch.special.expm1(beta_d * t ** 2 / 2 + beta_min * t)))
+
+
+def get_sigmas_laplace(n: int, sigma_min: float, sigma_max: float, mu: float = 0.0, beta: float = 0.5,
+                       device=None) -> torch.Tensor:
+    """Log-sigma spaced by the Laplace distribution's quantiles around `mu` (Tiankai et al. 2024), clamped to the
+    range; ends at sigma_min, not zero, as upstream's."""
+    x = torch.linspace(0, 1, n, device=device)
+    log_sigma = mu - beta * torch.sign(0.5 - x) * torch.log(1 - 2 * torch.abs(0.5 - x) + 1e-5)
+    return torch.clamp(torch.exp(log_sigma), min=sigma_min, max=sigma_max)
+
+
 def get_sigmas_kl_optimal(n: int, sigma_min: float, sigma_max: float, device=None) -> torch.Tensor:
     """Uniform steps in arctan(sigma) (the KL-optimal schedule of AUTOMATIC1111 PR 15608)."""
     frac = torch.arange(n, dtype=torch.float, device=device).div_(n - 1)

@@ -308,22 +308,63 @@ def unet_640(class_type: str | None = None, **inputs) -> dict:
     return txt2img(seed=33, model=model, extra=extra)
 
 
-def guided(guider: str, **inputs) -> dict:
+def guided(guider: str, *, sampler: dict | None = None, sigmas: dict | None = None, extra: dict | None = None,
+           latent=("5", 0), **inputs) -> dict:
     """SamplerCustomAdvanced (node 3) with the guider `guider` (node 60, its conditionings given as node ids) at
-    euler / normal, 3 steps, noise seed 1; node 61 encodes a second prompt and node 62 the empty one."""
+    euler / normal, 3 steps, noise seed 1, unless `sampler` (node 64) or `sigmas` (node 65) say otherwise; node 61
+    encodes a second prompt and node 62 the empty one."""
     nodes = {
+        **(extra or {}),
         "60": {"class_type": guider, "inputs": {"model": ["4", 0], **inputs}},
         "61": {"class_type": "CLIPTextEncode", "inputs": {"text": "a watercolor of a dog", "clip": ["4", 1]}},
         "62": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
         "63": {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}},
-        "64": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        "65": {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "normal", "steps": 3,
-                                                          "denoise": 1.0}},
+        "64": sampler or {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "65": sigmas or _basic_sigmas(),
         "3": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["63", 0], "guider": ["60", 0],
                                                                  "sampler": ["64", 0], "sigmas": ["65", 0],
-                                                                 "latent_image": ["5", 0]}},
+                                                                 "latent_image": list(latent)}},
     }
     return _graph(nodes, ("3", 0), latent=_empty())
+
+
+def _basic_sigmas(scheduler: str = "normal", steps: int = 3) -> dict:
+    return {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": scheduler, "steps": steps,
+                                                       "denoise": 1.0}}
+
+
+def custom(sampler: tuple[str, dict] | None = None, sigmas: tuple[str, dict] | None = None, cfg: float = 7.0,
+           **sigmas_source) -> dict:
+    """guided() with a CFGGuider and the given sampler node and sigmas node (class, inputs)."""
+    return guided("CFGGuider", positive=["6", 0], negative=["7", 0], cfg=cfg,
+                  sampler=sampler and {"class_type": sampler[0], "inputs": sampler[1]},
+                  sigmas=sigmas and {"class_type": sigmas[0], "inputs": sigmas[1]})
+
+
+def sigmas_of(node: str, **inputs) -> tuple[str, dict]:
+    """A sigmas node taking BasicScheduler's normal 3-step sigmas (node 66) as its input `sigmas`."""
+    return node, {"sigmas": ["66", 0], **inputs}
+
+
+def with_base_sigmas(graph: dict) -> dict:
+    graph["66"] = _basic_sigmas()
+    return graph
+
+
+def noised_img2img() -> dict:
+    """INPUT_IMAGE encoded, noised by AddNoise to the lower half of a 4-step schedule (SplitSigmasDenoise), then
+    sampled down those sigmas without more noise."""
+    graph = guided("CFGGuider", positive=["6", 0], negative=["7", 0], cfg=7.0, latent=("69", 0),
+                   sigmas={"class_type": "SplitSigmasDenoise", "inputs": {"sigmas": ["66", 0], "denoise": 0.5}},
+                   extra={"12": _load_hint(), "13": {"class_type": "VAEEncode",
+                                                      "inputs": {"pixels": ["12", 0], "vae": ["4", 2]}},
+                          "66": _basic_sigmas(steps=4),
+                          "67": {"class_type": "RandomNoise", "inputs": {"noise_seed": 9}},
+                          "68": {"class_type": "DisableNoise", "inputs": {}},
+                          "69": {"class_type": "AddNoise", "inputs": {"model": ["4", 0], "noise": ["67", 0],
+                                                                      "sigmas": ["65", 1], "latent_image": ["13", 0]}}})
+    graph["3"]["inputs"].update(noise=["68", 0], sigmas=["65", 1])
+    return graph
 
 
 def image_op(class_type: str, *, source: str = "image", **inputs) -> dict:
@@ -470,6 +511,35 @@ CASES: dict[str, Callable[[], dict]] = {
     "regex_all_matches": lambda: previewed(_regex("([a-z]+)(\\d+)", "All Matches")),
     "regex_first_group": lambda: previewed(_regex("([a-z]+)(\\d+)", "First Group", group=2)),
     "regex_all_groups_dotall": lambda: previewed(_regex("(o.)", "All Groups", dotall=True, text="to\nbo\nox")),
+    # custom sampling: sampler options, schedulers, sigma tools
+    "sampler_lms_order_2": lambda: custom(("SamplerLMS", {"order": 2})),
+    "sampler_dpmpp_2m_sde_heun": lambda: custom(("SamplerDPMPP_2M_SDE", {
+        "solver_type": "heun", "eta": 0.8, "s_noise": 1.0, "noise_device": "cpu"}), ("BasicScheduler", {
+            "model": ["4", 0], "scheduler": "karras", "steps": 4, "denoise": 1.0})),
+    "sampler_dpmpp_3m_sde_gpu_noise": lambda: custom(("SamplerDPMPP_3M_SDE", {
+        "eta": 1.0, "s_noise": 0.9, "noise_device": "gpu"})),
+    "sampler_dpmpp_sde_r": lambda: custom(("SamplerDPMPP_SDE", {"eta": 1.0, "s_noise": 1.0, "r": 0.3,
+                                                                "noise_device": "cpu"})),
+    "sampler_dpmpp_2s_ancestral": lambda: custom(("SamplerDPMPP_2S_Ancestral", {"eta": 0.7, "s_noise": 1.0})),
+    "sampler_euler_ancestral_cfg_pp": lambda: custom(("SamplerEulerAncestralCFGPP", {"eta": 0.5, "s_noise": 1.0}),
+                                                     cfg=1.5),
+    "polyexponential_scheduler": lambda: custom(sigmas=("PolyexponentialScheduler", {
+        "steps": 3, "sigma_max": 14.614642, "sigma_min": 0.0291675, "rho": 1.5})),
+    "laplace_scheduler": lambda: custom(sigmas=("LaplaceScheduler", {
+        "steps": 3, "sigma_max": 14.614642, "sigma_min": 0.0291675, "mu": 0.0, "beta": 0.5})),
+    "vp_scheduler": lambda: custom(sigmas=("VPScheduler", {"steps": 3, "beta_d": 19.9, "beta_min": 0.1,
+                                                           "eps_s": 0.001})),
+    "beta_sampling_scheduler": lambda: custom(sigmas=("BetaSamplingScheduler", {
+        "model": ["4", 0], "steps": 3, "alpha": 0.5, "beta": 0.7})),
+    "extend_intermediate_sigmas": lambda: with_base_sigmas(custom(sigmas=sigmas_of(
+        "ExtendIntermediateSigmas", steps=2, start_at_sigma=-1.0, end_at_sigma=1.0, spacing="cosine"))),
+    "set_first_sigma": lambda: with_base_sigmas(custom(sigmas=sigmas_of("SetFirstSigma", sigma=10.0))),
+    "add_noise_split_sigmas_denoise": noised_img2img,
+    "sampling_percent_to_sigma": lambda: {"4": {"class_type": "CheckpointLoaderSimple",
+                                                "inputs": {"ckpt_name": CHECKPOINT}},
+                                          **previewed(("SamplingPercentToSigma", {
+                                              "model": ["4", 0], "sampling_percent": 0.3,
+                                              "return_actual_sigma": False}))},
     "sampling_discrete_v_zsnr": lambda: patched("ModelSamplingDiscrete", 1, sampling="v_prediction", zsnr=True),
     "sampling_discrete_lcm": lambda: patched("ModelSamplingDiscrete", 1, sampling="lcm", zsnr=False,
                                              ksampler={"sampler": "lcm", "cfg": 1.5}),

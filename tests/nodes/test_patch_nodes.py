@@ -1,4 +1,4 @@
-"""The model patch nodes and the guiders built on them: upstream's declarations, and what FreeU does to the blocks it acts on (their images are
+"""The model patch nodes: upstream's declarations, and what FreeU does to the blocks it acts on (their images are
 compared with upstream's in tests/e2e/test_parity.py)."""
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import torch
 
 from engine.models import freeu
 from engine.models.weight_scale import WeightScale
-from nodes import attention_multiply, custom_sampling, guidance, unet_patches
+from nodes import attention_multiply, guidance, unet_patches
 from tests.nodes.test_latent_nodes import assert_matches_capture
 
 
 @pytest.mark.parametrize("module, name", [(m, n) for m in (guidance, unet_patches, attention_multiply)
-                                          for n in m.NODE_CLASS_MAPPINGS]
-                         + [(custom_sampling, "DualCFGGuider"), (custom_sampling, "PerpNegGuider")])
+                                          for n in m.NODE_CLASS_MAPPINGS])
 def test_declaration_matches_upstream(module, name):
     assert_matches_capture(module, name)
 
