@@ -270,6 +270,38 @@ class BetaSamplingScheduler(_Node):
         return (schedules.beta_schedule(model.model_sampling, steps, alpha=alpha, beta=beta),)
 
 
+class _TabulatedScheduler(_Node):
+    MODEL_TYPES: list[str] = []
+    STEPS = {"default": 10, "min": 1, "max": 10000}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model_type": ("COMBO", {"multiselect": False, "options": cls.MODEL_TYPES}),
+                             "steps": ("INT", cls.STEPS),
+                             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
+
+    RETURN_TYPES = ("SIGMAS",)
+    OUTPUT_TOOLTIPS = (None,)
+    FUNCTION = "get_sigmas"
+    CATEGORY = CATEGORY + "/schedulers"
+    DISPLAY_NAME = None
+    API_NODE = False
+
+    def get_sigmas(self, model_type, steps, denoise):
+        return (schedules.tabulated_sigmas(model_type, steps, denoise),)
+
+
+class AlignYourStepsScheduler(_TabulatedScheduler):
+    MODEL_TYPES = ["SD1", "SDXL", "SVD"]
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_align_your_steps"
+
+
+class OptimalStepsScheduler(_TabulatedScheduler):
+    MODEL_TYPES = ["FLUX", "Wan", "Chroma"]
+    STEPS = {"default": 20, "min": 3, "max": 1000}
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_optimalsteps"
+
+
 class SplitSigmas(_Node):
     @classmethod
     def INPUT_TYPES(cls):
@@ -526,5 +558,5 @@ NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
     SamplerCustom, SamplerCustomAdvanced, PolyexponentialScheduler, LaplaceScheduler, VPScheduler,
     BetaSamplingScheduler, SplitSigmasDenoise, SetFirstSigma, ExtendIntermediateSigmas, SamplingPercentToSigma,
     SamplerLMS, SamplerDPMPP_3M_SDE, SamplerDPMPP_2M_SDE, SamplerDPMPP_SDE, SamplerDPMPP_2S_Ancestral,
-    SamplerEulerAncestralCFGPP, AddNoise)}
+    SamplerEulerAncestralCFGPP, AddNoise, AlignYourStepsScheduler, OptimalStepsScheduler)}
 NODE_DISPLAY_NAME_MAPPINGS = {"SamplerEulerAncestralCFGPP": "SamplerEulerAncestralCFG++"}

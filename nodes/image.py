@@ -173,6 +173,18 @@ def expand_prefix(prefix: str, width: int, height: int) -> str:
     return prefix
 
 
+def save_target(folder: str, filename_prefix: str, width: int = 0, height: int = 0) -> tuple:
+    """(directory, file name stem, next counter, subfolder) for files saved under `filename_prefix` in `folder`
+    ("output" / "temp"), as ComfyUI's get_save_image_path; a prefix that leaves the folder is an error."""
+    normalized = os.path.normpath(expand_prefix(filename_prefix, width, height))
+    subfolder, filename = os.path.dirname(normalized), os.path.basename(normalized)
+    directory = folders.safe_join(folders.get_directory(folder), subfolder or ".")
+    if directory is None or not filename:
+        raise ValueError(f"Saving outside the {folder} folder is not allowed: {filename_prefix!r}")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory, filename, next_counter(directory, filename), subfolder
+
+
 class SaveImage:
     FOLDER = "output"
     COMPRESS_LEVEL = 4
@@ -197,15 +209,8 @@ class SaveImage:
         return ""
 
     def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
-        root = folders.get_directory(self.FOLDER)
-        prefix = expand_prefix(filename_prefix + self.prefix_suffix(), images[0].shape[1], images[0].shape[0])
-        normalized = os.path.normpath(prefix)
-        subfolder, filename = os.path.dirname(normalized), os.path.basename(normalized)
-        directory = folders.safe_join(root, subfolder or ".")
-        if directory is None or not filename:
-            raise ValueError(f"Saving outside the {self.FOLDER} folder is not allowed: {filename_prefix!r}")
-        directory.mkdir(parents=True, exist_ok=True)
-        counter = next_counter(directory, filename)
+        directory, filename, counter, subfolder = save_target(
+            self.FOLDER, filename_prefix + self.prefix_suffix(), images[0].shape[1], images[0].shape[0])
         metadata = PngInfo()
         if prompt is not None:
             metadata.add_text("prompt", json.dumps(prompt))

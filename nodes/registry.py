@@ -23,6 +23,7 @@ BUILTIN_MODULES = (
     "nodes.postprocessing",
     "nodes.strings",
     "nodes.rebatch",
+    "nodes.latent_files",
     "nodes.loaders",
     "nodes.text_encode",
     "nodes.vae",

@@ -533,6 +533,10 @@ CASES: dict[str, Callable[[], dict]] = {
         "model": ["4", 0], "steps": 3, "alpha": 0.5, "beta": 0.7})),
     "extend_intermediate_sigmas": lambda: with_base_sigmas(custom(sigmas=sigmas_of(
         "ExtendIntermediateSigmas", steps=2, start_at_sigma=-1.0, end_at_sigma=1.0, spacing="cosine"))),
+    "align_your_steps_sd1_7": lambda: custom(sigmas=("AlignYourStepsScheduler", {
+        "model_type": "SD1", "steps": 7, "denoise": 1.0})),
+    "align_your_steps_sdxl_denoise": lambda: custom(sigmas=("AlignYourStepsScheduler", {
+        "model_type": "SDXL", "steps": 10, "denoise": 0.3})),
     "set_first_sigma": lambda: with_base_sigmas(custom(sigmas=sigmas_of("SetFirstSigma", sigma=10.0))),
     "add_noise_split_sigmas_denoise": noised_img2img,
     "sampling_percent_to_sigma": lambda: {"4": {"class_type": "CheckpointLoaderSimple",

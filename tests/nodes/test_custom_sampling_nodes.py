@@ -38,3 +38,11 @@ def test_the_laplace_schedule_stays_in_range_and_has_no_final_zero():
     sigmas = schedules.get_sigmas_laplace(6, 0.03, 14.6)
     assert len(sigmas) == 6 and sigmas[-1] > 0
     assert torch.allclose(sigmas[[0, -1]], torch.tensor([14.6, 0.03]))  # clamped to the range at both ends
+
+
+def test_tabulated_schedules_keep_their_table_at_its_own_length():
+    (sigmas,) = custom_sampling.OptimalStepsScheduler().get_sigmas("FLUX", 10, 1.0)
+    assert torch.allclose(sigmas, torch.tensor(schedules.NOISE_LEVELS["FLUX"][:-1] + [0.0]))
+    (resampled,) = custom_sampling.OptimalStepsScheduler().get_sigmas("Wan", 4, 1.0)
+    assert len(resampled) == 5 and resampled[0] == 1.0 and resampled[-1] == 0
+    assert custom_sampling.AlignYourStepsScheduler().get_sigmas("SD1", 10, 0.0)[0].numel() == 0
