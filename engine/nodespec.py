@@ -24,7 +24,9 @@ class InputSpec:
 
     @property
     def is_combo(self) -> bool:
-        return isinstance(self.type, (list, tuple)) or self.type == "COMBO"
+        """A combo with its choices declared (a "COMBO" without "options" takes any value: the frontend fetches
+        the choices, as for LoadImageOutput, and the node validates them)."""
+        return isinstance(self.type, (list, tuple)) or (self.type == "COMBO" and "options" in self.options)
 
     @property
     def combo_values(self) -> list:

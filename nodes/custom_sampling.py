@@ -59,6 +59,12 @@ class SamplerEulerAncestral(_Node):
         return (Sampler("euler_ancestral", {"eta": eta, "s_noise": s_noise}),)
 
 
+class _Scheduler(_Node):
+    RETURN_TYPES = ("SIGMAS",)
+    FUNCTION = "get_sigmas"
+    CATEGORY = CATEGORY + "/schedulers"
+
+
 class _SamplerNode(_Node):
     """A SAMPLER of the sampler `NAME` with the node's inputs as its options; `noise_device` "gpu" picks the
     sampler's _gpu variant (its Brownian noise drawn on the sampling device)."""
@@ -149,15 +155,11 @@ class AddNoise(_Node):
         return (dict(latent_image, samples=torch.nan_to_num(noisy, nan=0.0, posinf=0.0, neginf=0.0)),)
 
 
-class BasicScheduler(_Node):
+class BasicScheduler(_Scheduler):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model": ("MODEL",), "scheduler": (SCHEDULER_NAMES,), "steps": _steps(),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
-
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
-    CATEGORY = CATEGORY + "/schedulers"
 
     def get_sigmas(self, model, scheduler, steps, denoise):
         if denoise <= 0.0:
@@ -166,44 +168,32 @@ class BasicScheduler(_Node):
         return (schedules.calculate_sigmas(model.model_sampling, scheduler, total)[-(steps + 1):].cpu(),)
 
 
-class KarrasScheduler(_Node):
+class KarrasScheduler(_Scheduler):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"steps": _steps(), "sigma_max": _sigma_input(14.614642),
                              "sigma_min": _sigma_input(0.0291675),
                              "rho": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.01, "round": False})}}
 
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
-    CATEGORY = CATEGORY + "/schedulers"
-
     def get_sigmas(self, steps, sigma_max, sigma_min, rho):
         return (schedules.get_sigmas_karras(n=steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho),)
 
 
-class ExponentialScheduler(_Node):
+class ExponentialScheduler(_Scheduler):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"steps": _steps(), "sigma_max": _sigma_input(14.614642),
                              "sigma_min": _sigma_input(0.0291675)}}
 
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
-    CATEGORY = CATEGORY + "/schedulers"
-
     def get_sigmas(self, steps, sigma_max, sigma_min):
         return (schedules.get_sigmas_exponential(n=steps, sigma_min=sigma_min, sigma_max=sigma_max),)
 
 
-class SDTurboScheduler(_Node):
+class SDTurboScheduler(_Scheduler):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model": ("MODEL",), "steps": ("INT", {"default": 1, "min": 1, "max": 10}),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0, "max": 1.0, "step": 0.01})}}
-
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
-    CATEGORY = CATEGORY + "/schedulers"
 
     def get_sigmas(self, model, steps, denoise):
         # SD-Turbo was distilled on the timesteps 999, 899, ..., 99; denoise < 1 starts further down that list.
@@ -213,64 +203,48 @@ class SDTurboScheduler(_Node):
         return (torch.cat([sigmas, sigmas.new_zeros([1])]),)
 
 
-class PolyexponentialScheduler(_Node):
+class PolyexponentialScheduler(_Scheduler):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"steps": _steps(), "sigma_max": _sigma_input(14.614642),
                              "sigma_min": _sigma_input(0.0291675), "rho": _float(1.0, high=100.0)}}
 
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
-    CATEGORY = CATEGORY + "/schedulers"
-
     def get_sigmas(self, steps, sigma_max, sigma_min, rho):
         return (schedules.get_sigmas_polyexponential(steps, sigma_min, sigma_max, rho),)
 
 
-class LaplaceScheduler(_Node):
+class LaplaceScheduler(_Scheduler):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"steps": _steps(), "sigma_max": _sigma_input(14.614642),
                              "sigma_min": _sigma_input(0.0291675), "mu": _float(0.0, -10.0, 10.0, 0.1),
                              "beta": _float(0.5, 0.0, 10.0, 0.1)}}
 
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
-    CATEGORY = CATEGORY + "/schedulers"
-
     def get_sigmas(self, steps, sigma_max, sigma_min, mu, beta):
         return (schedules.get_sigmas_laplace(steps, sigma_min, sigma_max, mu, beta),)
 
 
-class VPScheduler(_Node):
+class VPScheduler(_Scheduler):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"steps": _steps(), "beta_d": _float(19.9), "beta_min": _float(0.1),
                              "eps_s": _float(0.001, high=1.0, step=0.0001)}}
 
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
-    CATEGORY = CATEGORY + "/schedulers"
-
     def get_sigmas(self, steps, beta_d, beta_min, eps_s):
         return (schedules.get_sigmas_vp(steps, beta_d, beta_min, eps_s),)
 
 
-class BetaSamplingScheduler(_Node):
+class BetaSamplingScheduler(_Scheduler):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model": ("MODEL",), "steps": _steps(), "alpha": _float(0.6, high=50.0),
                              "beta": _float(0.6, high=50.0)}}
 
-    RETURN_TYPES = ("SIGMAS",)
-    FUNCTION = "get_sigmas"
-    CATEGORY = CATEGORY + "/schedulers"
-
     def get_sigmas(self, model, steps, alpha, beta):
         return (schedules.beta_schedule(model.model_sampling, steps, alpha=alpha, beta=beta),)
 
 
-class _TabulatedScheduler(_Node):
+class _TabulatedScheduler(_Scheduler):
     MODEL_TYPES: list[str] = []
     STEPS = {"default": 10, "min": 1, "max": 10000}
 
@@ -280,10 +254,7 @@ class _TabulatedScheduler(_Node):
                              "steps": ("INT", cls.STEPS),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
-    RETURN_TYPES = ("SIGMAS",)
     OUTPUT_TOOLTIPS = (None,)
-    FUNCTION = "get_sigmas"
-    CATEGORY = CATEGORY + "/schedulers"
     DISPLAY_NAME = None
     API_NODE = False
 

@@ -115,6 +115,20 @@ class LoadImage:
         return _validate_image_name(image)
 
 
+class LoadImageOutput(LoadImage):
+    """LoadImage over the output folder: the frontend lists it through /internal/files/output and names the
+    files annotated ("name.png [output]")."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("COMBO", {"image_upload": True, "image_folder": "output", "remote": {
+            "route": "/internal/files/output", "refresh_button": True, "control_after_refresh": "first"}})}}
+
+    DESCRIPTION = ("Load an image from the output folder. When the refresh button is clicked, the node will update "
+                   "the image list and automatically select the first image, allowing for easy iteration.")
+    EXPERIMENTAL = True
+
+
 class LoadImageMask:
     CHANNELS = ["alpha", "red", "green", "blue"]
 
@@ -487,15 +501,15 @@ Optional spacing can be added between images.
 
 
 NODE_CLASS_MAPPINGS = {
-    "LoadImage": LoadImage, "LoadImageMask": LoadImageMask, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
-    "SaveImageWebsocket": SaveImageWebsocket, "ImageInvert": ImageInvert, "EmptyImage": EmptyImage,
-    "ImageBatch": ImageBatch, "ImageScale": ImageScale, "ImageScaleBy": ImageScaleBy,
-    "ImagePadForOutpaint": ImagePadForOutpaint, "ImageScaleToTotalPixels": ImageScaleToTotalPixels,
-    "ImageStitch": ImageStitch,
+    "LoadImage": LoadImage, "LoadImageOutput": LoadImageOutput, "LoadImageMask": LoadImageMask,
+    "SaveImage": SaveImage, "PreviewImage": PreviewImage, "SaveImageWebsocket": SaveImageWebsocket,
+    "ImageInvert": ImageInvert, "EmptyImage": EmptyImage, "ImageBatch": ImageBatch, "ImageScale": ImageScale,
+    "ImageScaleBy": ImageScaleBy, "ImagePadForOutpaint": ImagePadForOutpaint,
+    "ImageScaleToTotalPixels": ImageScaleToTotalPixels, "ImageStitch": ImageStitch,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "LoadImage": "Load Image", "LoadImageMask": "Load Image (as Mask)", "SaveImage": "Save Image",
-    "PreviewImage": "Preview Image", "ImageInvert": "Invert Image", "ImageBatch": "Batch Images",
-    "ImageScale": "Upscale Image", "ImageScaleBy": "Upscale Image By",
+    "LoadImage": "Load Image", "LoadImageOutput": "Load Image (from Outputs)", "LoadImageMask": "Load Image (as Mask)",
+    "SaveImage": "Save Image", "PreviewImage": "Preview Image", "ImageInvert": "Invert Image",
+    "ImageBatch": "Batch Images", "ImageScale": "Upscale Image", "ImageScaleBy": "Upscale Image By",
     "ImagePadForOutpaint": "Pad Image for Outpainting", "ImageStitch": "Image Stitch",
 }

@@ -8,7 +8,9 @@ import struct
 import numpy as np
 from PIL import Image
 
+from nodes import image as image_nodes
 from tests.conftest import messages_until, next_message, of_type, run_finished, run_prompt, wait_history
+from tests.nodes.test_latent_nodes import assert_matches_capture
 
 
 def write_png(path, size=(8, 6), color=(255, 0, 0, 128)):
@@ -116,3 +118,23 @@ async def test_pad_for_outpaint_and_scale(client, settings):
     assert saved.size == (20, 16)
     array = np.array(saved)
     assert array[8, 0].tolist() == [127, 127, 127] and array[8, -1].tolist() == [0, 0, 0]
+
+
+async def test_load_image_output_reads_an_annotated_output_file_and_validates_it(client, settings):
+    write_png(settings.base_directory / "output" / "earlier.png", color=(0, 0, 255, 255))
+    info = (await (await client.get("/object_info/LoadImageOutput")).json())["LoadImageOutput"]
+    assert info["input"]["required"]["image"][1]["remote"]["route"] == "/internal/files/output"
+    prompt = load_save(image="earlier.png [output]", prefix="again")
+    prompt["1"]["class_type"] = "LoadImageOutput"
+    prompt_id, messages = await run_prompt(client, prompt)
+    assert not of_type(messages, "execution_error")
+    assert Image.open(settings.base_directory / "output" / "again_00001_.png").getpixel((0, 0)) == (255, 255, 0)
+    prompt["1"]["inputs"]["image"] = "missing.png [output]"
+    resp = await client.post("/prompt", json={"prompt": prompt})
+    assert resp.status == 400
+    [error] = (await resp.json())["node_errors"]["1"]["errors"]
+    assert error["type"] == "custom_validation_failed" and "missing.png" in error["details"]
+
+
+def test_load_image_output_is_declared_as_upstream():
+    assert_matches_capture(image_nodes, "LoadImageOutput")
