@@ -9,6 +9,7 @@ from engine.sampling import schedules
 from engine.sampling.guidance import DualCFGDenoiser, PerpNegDenoiser
 from engine.sampling.run import Guider, Noise, Sampler, sample
 from engine.sampling.samplers import SAMPLER_NAMES
+from engine.sampling.samplers.sa_solver import tau_interval
 from engine.sampling.schedules import SCHEDULER_NAMES
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -129,6 +130,61 @@ class SamplerEulerAncestralCFGPP(_SamplerNode):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": _noise_inputs(high=1.0)}
+
+
+class SamplerDPMAdaptative(_SamplerNode):
+    NAME = "dpm_adaptive"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"order": ("INT", {"default": 3, "min": 2, "max": 3}), "rtol": _float(0.05, high=100.0),
+                             "atol": _float(0.0078, high=100.0), "h_init": _float(0.05, high=100.0),
+                             "pcoeff": _float(0.0, high=100.0), "icoeff": _float(1.0, high=100.0),
+                             "dcoeff": _float(0.0, high=100.0), "accept_safety": _float(0.81, high=100.0),
+                             "eta": _float(0.0, high=100.0), "s_noise": _float(1.0, high=100.0)}}
+
+
+class SamplerER_SDE(_SamplerNode):
+    NAME = "er_sde"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        eta = _float(1.0, high=100.0)
+        eta[1]["tooltip"] = ("Stochastic strength of reverse-time SDE.\nWhen eta=0, it reduces to deterministic ODE. "
+                             "This setting doesn't apply to ER-SDE solver type.")
+        return {"required": {"solver_type": ("COMBO", {"options": ["ER-SDE", "Reverse-time SDE", "ODE"]}),
+                             "max_stage": ("INT", {"default": 3, "min": 1, "max": 3}), "eta": eta,
+                             "s_noise": _float(1.0, high=100.0)}}
+
+    def get_sampler(self, solver_type, max_stage, eta, s_noise):
+        """ER-SDE keeps the solver's own noise scaling; the reverse-time SDE scales by x^(eta + 1); the ODE (or
+        eta 0) adds no noise."""
+        if solver_type == "ODE" or (solver_type == "Reverse-time SDE" and eta == 0):
+            eta, s_noise = 0, 0
+        scaler = None if solver_type == "ER-SDE" else (lambda x: x ** (eta + 1))
+        return super().get_sampler(s_noise=s_noise, noise_scaler=scaler, max_stage=max_stage)
+
+
+class SamplerSASolver(_SamplerNode):
+    NAME = "sa_solver"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {}), "eta": _float(1.0, high=10.0),
+            "sde_start_percent": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.001}),
+            "sde_end_percent": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.001}),
+            "s_noise": _float(1.0, high=100.0), "predictor_order": ("INT", {"default": 3, "min": 1, "max": 6}),
+            "corrector_order": ("INT", {"default": 4, "min": 0, "max": 6}), "use_pece": ("BOOLEAN", {}),
+            "simple_order_2": ("BOOLEAN", {})}}
+
+    def get_sampler(self, model, eta, sde_start_percent, sde_end_percent, s_noise, predictor_order,
+                    corrector_order, use_pece, simple_order_2):
+        """Stochastic (at `eta`) between the sigmas of the two percentages, deterministic outside."""
+        ms = model.model_sampling
+        tau = tau_interval(ms.percent_to_sigma(sde_start_percent), ms.percent_to_sigma(sde_end_percent), eta=eta)
+        return super().get_sampler(tau_func=tau, s_noise=s_noise, predictor_order=predictor_order,
+                                   corrector_order=corrector_order, use_pece=use_pece, simple_order_2=simple_order_2)
 
 
 class AddNoise(_Node):
@@ -529,5 +585,6 @@ NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
     SamplerCustom, SamplerCustomAdvanced, PolyexponentialScheduler, LaplaceScheduler, VPScheduler,
     BetaSamplingScheduler, SplitSigmasDenoise, SetFirstSigma, ExtendIntermediateSigmas, SamplingPercentToSigma,
     SamplerLMS, SamplerDPMPP_3M_SDE, SamplerDPMPP_2M_SDE, SamplerDPMPP_SDE, SamplerDPMPP_2S_Ancestral,
-    SamplerEulerAncestralCFGPP, AddNoise, AlignYourStepsScheduler, OptimalStepsScheduler)}
+    SamplerEulerAncestralCFGPP, AddNoise, AlignYourStepsScheduler, OptimalStepsScheduler, SamplerDPMAdaptative,
+    SamplerER_SDE, SamplerSASolver)}
 NODE_DISPLAY_NAME_MAPPINGS = {"SamplerEulerAncestralCFGPP": "SamplerEulerAncestralCFG++"}

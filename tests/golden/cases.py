@@ -523,6 +523,17 @@ CASES: dict[str, Callable[[], dict]] = {
     "sampler_dpmpp_2s_ancestral": lambda: custom(("SamplerDPMPP_2S_Ancestral", {"eta": 0.7, "s_noise": 1.0})),
     "sampler_euler_ancestral_cfg_pp": lambda: custom(("SamplerEulerAncestralCFGPP", {"eta": 0.5, "s_noise": 1.0}),
                                                      cfg=1.5),
+    "sampler_dpm_adaptive": lambda: custom(("SamplerDPMAdaptative", {
+        "order": 2, "rtol": 0.1, "atol": 0.01, "h_init": 0.05, "pcoeff": 0.0, "icoeff": 1.0, "dcoeff": 0.0,
+        "accept_safety": 0.81, "eta": 0.0, "s_noise": 1.0})),
+    "sampler_er_sde_reverse_time": lambda: custom(("SamplerER_SDE", {
+        "solver_type": "Reverse-time SDE", "max_stage": 2, "eta": 0.5, "s_noise": 1.0})),
+    "sampler_er_sde_ode": lambda: custom(("SamplerER_SDE", {"solver_type": "ODE", "max_stage": 3, "eta": 1.0,
+                                                            "s_noise": 1.0})),
+    "sampler_sa_solver": lambda: custom(("SamplerSASolver", {
+        "model": ["4", 0], "eta": 1.0, "sde_start_percent": 0.2, "sde_end_percent": 0.8, "s_noise": 1.0,
+        "predictor_order": 2, "corrector_order": 1, "use_pece": False, "simple_order_2": True}),
+        ("BasicScheduler", {"model": ["4", 0], "scheduler": "karras", "steps": 4, "denoise": 1.0})),
     "polyexponential_scheduler": lambda: custom(sigmas=("PolyexponentialScheduler", {
         "steps": 3, "sigma_max": 14.614642, "sigma_min": 0.0291675, "rho": 1.5})),
     "laplace_scheduler": lambda: custom(sigmas=("LaplaceScheduler", {
