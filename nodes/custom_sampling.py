@@ -79,8 +79,8 @@ class _SamplerNode(_Node):
         return (Sampler(self.NAME + ("_gpu" if noise_device == "gpu" else ""), options),)
 
 
-def _noise_inputs(high: float = 100.0) -> dict:
-    return {"eta": _float(1.0, high=high), "s_noise": _float(1.0, high=100.0 if high == 100.0 else 10.0)}
+def _noise_inputs(eta_max: float = 100.0, s_noise_max: float = 100.0) -> dict:
+    return {"eta": _float(1.0, high=eta_max), "s_noise": _float(1.0, high=s_noise_max)}
 
 
 class SamplerLMS(_SamplerNode):
@@ -129,7 +129,7 @@ class SamplerEulerAncestralCFGPP(_SamplerNode):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": _noise_inputs(high=1.0)}
+        return {"required": _noise_inputs(eta_max=1.0, s_noise_max=10.0)}
 
 
 class SamplerDPMAdaptative(_SamplerNode):

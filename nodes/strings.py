@@ -67,28 +67,26 @@ class StringLength(_StringNode):
         return (len(string),)
 
 
-class CaseConverter(_StringNode):
+class _StringMode(_StringNode):
+    """The string through the str method its `mode` names (unchanged for an unknown mode)."""
+    MODES: dict = {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"string": _text(), "mode": _combo(list(cls.MODES))}}
+
+    def run(self, string, mode):
+        return (self.MODES.get(mode, str)(string),)
+
+
+class CaseConverter(_StringMode):
     DISPLAY_NAME = "Case Converter"
     MODES = {"UPPERCASE": str.upper, "lowercase": str.lower, "Capitalize": str.capitalize, "Title Case": str.title}
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"string": _text(), "mode": _combo(list(cls.MODES))}}
 
-    def run(self, string, mode):
-        return (self.MODES.get(mode, str)(string),)
-
-
-class StringTrim(_StringNode):
+class StringTrim(_StringMode):
     DISPLAY_NAME = "Trim"
     MODES = {"Both": str.strip, "Left": str.lstrip, "Right": str.rstrip}
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"string": _text(), "mode": _combo(list(cls.MODES))}}
-
-    def run(self, string, mode):
-        return (self.MODES.get(mode, str)(string),)
 
 
 class StringReplace(_StringNode):

@@ -9,6 +9,7 @@ import math
 import torch
 
 from ..resize import common_upscale
+from ..sampling.guidance import with_sampler_function
 from ..sampling.model_sampling import ModelSampling, discrete_model_sampling
 from . import unclip, unet_patches
 from .cast import compute_dtype
@@ -89,13 +90,16 @@ class DiffusionModel:
                 lambda args: function(args["cond"], args["uncond"], args["cond_scale"])
         else:
             self.model_options["sampler_cfg_function"] = function
-        self._cfg1_optimization(disable_cfg1_optimization)
+        if disable_cfg1_optimization:
+            self.model_options["disable_cfg1_optimization"] = True
 
     def set_model_sampler_pre_cfg_function(self, function, disable_cfg1_optimization: bool = False) -> None:
-        self._append_option("sampler_pre_cfg_function", function, disable_cfg1_optimization)
+        self.model_options = with_sampler_function(self.model_options, "sampler_pre_cfg_function", function,
+                                                   disable_cfg1_optimization)
 
     def set_model_sampler_post_cfg_function(self, function, disable_cfg1_optimization: bool = False) -> None:
-        self._append_option("sampler_post_cfg_function", function, disable_cfg1_optimization)
+        self.model_options = with_sampler_function(self.model_options, "sampler_post_cfg_function", function,
+                                                   disable_cfg1_optimization)
 
     def set_model_unet_function_wrapper(self, function) -> None:
         self.model_options["model_function_wrapper"] = function
@@ -149,14 +153,6 @@ class DiffusionModel:
 
     def get_model_object(self, name: str):
         return getattr(self, name)
-
-    def _append_option(self, key: str, function, disable_cfg1_optimization: bool) -> None:
-        self.model_options[key] = self.model_options.get(key, []) + [function]
-        self._cfg1_optimization(disable_cfg1_optimization)
-
-    def _cfg1_optimization(self, disable: bool) -> None:
-        if disable:
-            self.model_options["disable_cfg1_optimization"] = True
 
     @property
     def dtype(self) -> torch.dtype:

@@ -209,6 +209,15 @@ def model_options(model) -> dict:
     return getattr(model, "model_options", None) or {}
 
 
+def with_sampler_function(options: dict, key: str, function, disable_cfg1_optimization: bool = False) -> dict:
+    """A copy of `options` with `function` appended to the list `key` ("sampler_pre_cfg_function" /
+    "sampler_post_cfg_function")."""
+    out = {**options, key: [*options.get(key, []), function]}
+    if disable_cfg1_optimization:
+        out["disable_cfg1_optimization"] = True
+    return out
+
+
 def calc_cond_batch(model, cond_lists: list[list[Cond] | None], x: torch.Tensor, sigma: torch.Tensor,
                     options: dict | None = None) -> list[torch.Tensor]:
     """The weighted model prediction for each cond list (None lists give zeros), with the model's model_options or

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from engine.models.diffusion import DiffusionModel as ModelPatcher  # noqa: F401 (what MODEL values are)
 from engine.models.unet_patches import with_replacement
+from engine.sampling.guidance import with_sampler_function
 
 
 def set_model_options_patch_replace(model_options: dict, patch, name: str, block_name: str, number: int,
@@ -12,16 +13,11 @@ def set_model_options_patch_replace(model_options: dict, patch, name: str, block
 
 def set_model_options_post_cfg_function(model_options: dict, post_cfg_function,
                                         disable_cfg1_optimization: bool = False) -> dict:
-    return _appended(model_options, "sampler_post_cfg_function", post_cfg_function, disable_cfg1_optimization)
+    return with_sampler_function(model_options, "sampler_post_cfg_function", post_cfg_function,
+                                 disable_cfg1_optimization)
 
 
 def set_model_options_pre_cfg_function(model_options: dict, pre_cfg_function,
                                        disable_cfg1_optimization: bool = False) -> dict:
-    return _appended(model_options, "sampler_pre_cfg_function", pre_cfg_function, disable_cfg1_optimization)
-
-
-def _appended(model_options: dict, key: str, function, disable_cfg1_optimization: bool) -> dict:
-    options = {**model_options, key: [*model_options.get(key, []), function]}
-    if disable_cfg1_optimization:
-        options["disable_cfg1_optimization"] = True
-    return options
+    return with_sampler_function(model_options, "sampler_pre_cfg_function", pre_cfg_function,
+                                 disable_cfg1_optimization)
