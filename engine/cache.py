@@ -75,8 +75,8 @@ def compute_signatures(prompt: dict, order: list[str], registry) -> dict[str, st
             else:
                 inputs.append([name, "value", value])
         payload = [node["class_type"], _changed_token(cls, node), inputs]
-        if getattr(cls, "NOT_IDEMPOTENT", False):
-            payload.append(node_id)
+        if getattr(cls, "NOT_IDEMPOTENT", False) or _takes_unique_id(cls):
+            payload.append(node_id)  # its output may depend on which node it is
         encoded = json.dumps(payload, sort_keys=True, default=repr).encode()
         signatures[node_id] = hashlib.sha256(encoded).hexdigest()
     return signatures
@@ -86,16 +86,15 @@ def _changed_token(cls, node: dict):
     """The node's IS_CHANGED answer for its constant inputs; NaN or an error means 'always re-run'."""
     if not hasattr(cls, "IS_CHANGED"):
         return None
-    hook = nodespec.class_method(cls, "IS_CHANGED")
-    names, any_kwargs = nodespec.function_args(hook)
-    specs = nodespec.input_specs(cls)
-    args = {name: value for name, value in node.get("inputs", {}).items()
-            if name in specs and link_target(value) is None and (any_kwargs or name in names)}
     try:
-        token = hook(**args)
+        token = nodespec.hook_call(cls, "IS_CHANGED", node.get("inputs", {}), nodespec.input_specs(cls))
     except Exception as ex:
         log.warning("IS_CHANGED of %s failed (%s); the node will re-run", node["class_type"], ex)
         return uuid.uuid4().hex
     if isinstance(token, float) and math.isnan(token):
         return uuid.uuid4().hex
     return repr(token) if not isinstance(token, (str, int, float, bool, type(None))) else token
+
+
+def _takes_unique_id(cls) -> bool:
+    return any(spec.category == "hidden" and spec.type == "UNIQUE_ID" for spec in nodespec.input_specs(cls).values())

@@ -47,9 +47,10 @@ class NodeContext:
         if self.interrupt.is_set():
             raise Interrupted()
 
-    def progress(self, value: float, total: float, preview=None) -> None:
-        """Report step `value` of `total`; `preview` is (format, PIL image, max size) or None."""
-        self.on_progress(self.node_id, value, total)
+    def progress(self, value: float, total: float, preview=None, node_id: str | None = None) -> None:
+        """Report step `value` of `total` for the running node (or, inside an expansion or a list, `node_id`);
+        `preview` is (format, PIL image, max size) or None."""
+        self.on_progress(node_id or self.node_id, value, total)
         if preview is not None:
             self.on_preview(encode_preview(*preview), True)
 
@@ -100,9 +101,10 @@ def check_interrupted() -> None:
 class ProgressBar:
     """Step counter for long loops, reported on the websocket as `progress` for the running node."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, node_id: str | None = None):
         self.total = total
         self.current = 0
+        self.node_id = node_id  # None: the node running when it updates
 
     def update_absolute(self, value: float, total: float | None = None, preview=None) -> None:
         if total is not None:
@@ -110,7 +112,7 @@ class ProgressBar:
         self.current = min(value, self.total)
         ctx = current()
         if ctx is not None:
-            ctx.progress(self.current, self.total, preview)
+            ctx.progress(self.current, self.total, preview, self.node_id)
 
     def update(self, steps: int = 1) -> None:
         self.update_absolute(self.current + steps, self.total)

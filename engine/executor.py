@@ -10,7 +10,7 @@ import traceback
 from . import context, nodespec
 from .cache import NodeOutput, OutputCache, compute_signatures
 from .events import PREVIEW_IMAGE, TEXT, EventSink, exception_type_name, progress_text, timestamp_ms
-from .graph import link_target
+from .graph import DependencyCycleError, DynamicPrompt, ExecutionBlocker, GraphBuilder, link_target
 from .types import ExecutionResult, QueueItem
 
 log = logging.getLogger("comfyd.executor")
@@ -73,9 +73,8 @@ class _PromptRun:
         self.done: dict[str, NodeOutput] = {}
         self.executed: list[str] = []
         self.progress_nodes: dict[str, dict] = {}
-        self.prompt = dict(item.prompt)  # expansion adds nodes to this run's copy only
-        self.parents: dict[str, str] = {}
-        self.display: dict[str, str] = {}
+        self.graph = DynamicPrompt(item.prompt)  # expansion adds nodes to this run's graph only
+        self._specs: dict[str, dict] = {}
         self.expansions: dict[str, list[tuple[dict | None, tuple]]] = {}
 
     # -- events --------------------------------------------------------------------------------------------
@@ -88,8 +87,8 @@ class _PromptRun:
     def set_progress(self, node_id: str, value: float, total: float, state: str = "running") -> None:
         self.progress_nodes[node_id] = {
             "value": value, "max": total, "state": state, "node_id": node_id, "prompt_id": self.prompt_id,
-            "display_node_id": self.display_id(node_id), "parent_node_id": self.parents.get(node_id),
-            "real_node_id": node_id,
+            "display_node_id": self.display_id(node_id), "parent_node_id": self.graph.get_parent_node_id(node_id),
+            "real_node_id": self.graph.get_real_node_id(node_id),
         }
         self.emit("progress_state", {"prompt_id": self.prompt_id, "nodes": dict(self.progress_nodes)})
 
@@ -103,7 +102,8 @@ class _PromptRun:
         if droppable and self.current is not None:
             node_id = self.current
             metadata = {"node_id": node_id, "display_node_id": self.display_id(node_id),
-                        "parent_node_id": self.parents.get(node_id), "real_node_id": node_id,
+                        "parent_node_id": self.graph.get_parent_node_id(node_id),
+                        "real_node_id": self.graph.get_real_node_id(node_id),
                         "prompt_id": self.prompt_id}
         self.ex.sink.send_bytes(PREVIEW_IMAGE, payload, self.sid, droppable=droppable, metadata=metadata)
 
@@ -116,15 +116,15 @@ class _PromptRun:
     def execute(self) -> ExecutionResult:
         self.emit("execution_start", {"prompt_id": self.prompt_id, "timestamp": timestamp_ms()}, record=True)
         order = self.dependency_order(self.item.outputs_to_execute)
-        signatures = compute_signatures(self.prompt, order, self.ex.registry)
+        signatures = compute_signatures(self.item.prompt, order, self.ex.registry)
         needed = set(order)
-        cached = [n for n in self.prompt if n in needed and self.ex.cache.get(signatures[n]) is not None]
+        cached = [n for n in self.item.prompt if n in needed and self.ex.cache.get(signatures[n]) is not None]
         self.emit("execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": timestamp_ms()},
                   record=True)
         try:
             self.run_nodes(self.item.outputs_to_execute, signatures)
         except context.Interrupted:
-            node_id = self.current
+            node_id = self.graph.get_real_node_id(self.current) if self.current is not None else None
             self.emit("execution_interrupted", {
                 "prompt_id": self.prompt_id, "node_id": node_id, "node_type": self.class_type(node_id),
                 "executed": list(self.executed), "timestamp": timestamp_ms()}, record=True)
@@ -143,7 +143,16 @@ class _PromptRun:
         return ExecutionResult(status, completed, self.messages, self.outputs, self.meta)
 
     def class_type(self, node_id: str | None) -> str | None:
-        return self.prompt[node_id]["class_type"] if node_id in self.prompt else None
+        return self.graph.get_node(node_id)["class_type"] if self.graph.has_node(node_id) else None
+
+    def inputs(self, node_id: str) -> dict:
+        return self.graph.get_node(node_id).get("inputs", {})
+
+    def specs(self, node_id: str) -> dict[str, nodespec.InputSpec]:
+        class_type = self.class_type(node_id)
+        if class_type not in self._specs:
+            self._specs[class_type] = nodespec.input_specs(self.ex.registry.get(class_type))
+        return self._specs[class_type]
 
     def dependency_order(self, roots: list[str]) -> list[str]:
         """Every node the roots need, each after the nodes it links to (iterative post-order)."""
@@ -166,9 +175,9 @@ class _PromptRun:
 
     def links(self, node_id: str, only=None) -> list[str]:
         parents = []
-        for name, value in self.prompt[node_id].get("inputs", {}).items():
+        for name, value in self.inputs(node_id).items():
             target = link_target(value)
-            if target is not None and target[0] in self.prompt and (only is None or name in only):
+            if target is not None and self.graph.has_node(target[0]) and (only is None or name in only):
                 parents.append(target[0])
         return parents
 
@@ -198,8 +207,9 @@ class _PromptRun:
                     waiting = self.unresolved(node_id, self.requested_lazy_inputs(node_id))
             if waiting:
                 for parent in reversed(waiting):
-                    if parent in pending:
-                        raise NodeError(node_id, RuntimeError(f"dependency cycle through node {parent}"), {})
+                    if parent in pending:  # blamed on the node whose expansion made the cycle, as upstream
+                        raise NodeError(self.display_id(node_id), DependencyCycleError("Dependency cycle detected"),
+                                        {})
                     stack.append(parent)
                 pending.add(node_id)
                 continue
@@ -220,14 +230,14 @@ class _PromptRun:
         for graph, _ in calls:
             for new_id, node in (graph or {}).items():
                 new_id = str(new_id)
-                if new_id in self.prompt:
+                if self.graph.has_node(new_id):
                     raise ValueError(f"node expansion added node {new_id}, which already exists; "
                                      "expanded node ids must be unique (use a graph builder)")
                 if not isinstance(node, dict) or node.get("class_type") not in self.ex.registry:
                     raise ValueError(f"node expansion added node {new_id} of unknown type")
-                self.prompt[new_id] = {"class_type": node["class_type"], "inputs": dict(node.get("inputs", {}))}
-                self.parents[new_id] = node_id
-                self.display[new_id] = str(node.get("override_display_id", self.display_id(node_id)))
+                self.graph.add_ephemeral_node(
+                    new_id, {"class_type": node["class_type"], "inputs": dict(node.get("inputs", {}))}, node_id,
+                    str(node.get("override_display_id", node_id)))
         self.expansions[node_id] = calls
 
     def expansion_targets(self, node_id: str) -> list[str]:
@@ -250,57 +260,59 @@ class _PromptRun:
                 if target is not None:
                     values[slot].extend(self.done[target[0]].values[target[1]])
                 else:
-                    values[slot].extend(value) if flags[slot] else values[slot].append(value)
+                    _add_output(values[slot], value, flags[slot])
         return NodeOutput(values, None)
 
     def display_id(self, node_id: str) -> str:
-        return self.display.get(node_id, node_id)
+        return self.graph.get_display_node_id(node_id)
 
     def unresolved(self, node_id: str, names) -> list[str]:
         return [p for p in dict.fromkeys(self.links(node_id, only=set(names))) if p not in self.done]
 
     def eager_inputs(self, node_id: str) -> list[str]:
-        specs = nodespec.input_specs(self.ex.registry.get(self.class_type(node_id)))
-        return [name for name in self.prompt[node_id].get("inputs", {})
+        specs = self.specs(node_id)
+        return [name for name in self.inputs(node_id)
                 if not (name in specs and specs[name].lazy)]
 
     def requested_lazy_inputs(self, node_id: str) -> list[str]:
         """Lazy inputs the node asks for now, through its `check_lazy_status` hook."""
         cls = self.ex.registry.get(self.class_type(node_id))
-        specs = nodespec.input_specs(cls)
-        lazy = [n for n, s in specs.items() if s.lazy and link_target(self.prompt[node_id]["inputs"].get(n))]
-        unevaluated = [n for n in lazy if link_target(self.prompt[node_id]["inputs"][n])[0] not in self.done]
+        inputs = self.inputs(node_id)
+        lazy = [n for n, s in self.specs(node_id).items() if s.lazy and link_target(inputs.get(n))]
+        unevaluated = [n for n in lazy if link_target(inputs[n])[0] not in self.done]
         if not unevaluated or not hasattr(cls, "check_lazy_status"):
             return []
         hook = getattr(self.ex.instance(node_id, self.class_type(node_id)), "check_lazy_status")
         requested: list[str] = []
         for kwargs in self.mapped_calls(cls, self.gather_inputs(node_id, cls)):
+            if _blocker_in(kwargs) is not None:
+                continue
             names = self.ex.resolve(hook(**kwargs)) or []
             requested.extend(n for n in names if n in unevaluated and n not in requested)
         return requested
 
     def gather_inputs(self, node_id: str, cls) -> dict[str, list]:
         """Each input as a list of values: linked outputs as produced, constants as one-element lists."""
-        specs = nodespec.input_specs(cls)
+        specs = self.specs(node_id)
         data: dict[str, list] = {}
-        for name, value in self.prompt[node_id].get("inputs", {}).items():
-            if name not in specs or specs[name].category == "hidden":
-                continue
+        for name, value in self.inputs(node_id).items():
+            spec = specs.get(name)
             target = link_target(value)
-            if target is None:
+            if target is not None and not (spec is not None and spec.options.get("rawLink")):
+                # linked inputs reach the node even when undeclared (variadic nodes take them as **kwargs)
+                source = self.done.get(target[0])
+                values = source.values if source is not None else ()
+                data[name] = values[target[1]] if target[1] < len(values) else [None]  # None: not evaluated (yet)
+            elif spec is not None:  # hidden ones too: the known hidden types are filled in below
                 data[name] = [value]
-            elif target[0] in self.done:
-                data[name] = self.done[target[0]].values[target[1]]
-            else:
-                data[name] = [None]  # a lazy input not evaluated (yet)
         extra = self.item.extra_data
         hidden_values = {
             "PROMPT": self.item.prompt, "EXTRA_PNGINFO": extra.get("extra_pnginfo"), "UNIQUE_ID": node_id,
             "AUTH_TOKEN_COMFY_ORG": extra.get("auth_token_comfy_org"),
-            "API_KEY_COMFY_ORG": extra.get("api_key_comfy_org"), "DYNPROMPT": None,
+            "API_KEY_COMFY_ORG": extra.get("api_key_comfy_org"), "DYNPROMPT": self.graph,
         }
         for name, spec in specs.items():
-            if spec.category == "hidden" and spec.type in hidden_values:
+            if spec.category == "hidden" and isinstance(spec.type, str) and spec.type in hidden_values:
                 data[name] = [hidden_values[spec.type]]
         return data
 
@@ -334,8 +346,13 @@ class _PromptRun:
         try:
             function = getattr(self.ex.instance(node_id, class_type), cls.FUNCTION)
             returns = []
-            for kwargs in self.mapped_calls(cls, data):
+            for index, kwargs in enumerate(self.mapped_calls(cls, data)):
                 ctx.check_interrupted()
+                blocker = _blocker_in(kwargs)
+                if blocker is not None:  # the call is skipped: its outputs carry the block on
+                    returns.append(self.blocked(node_id, blocker))
+                    continue
+                GraphBuilder.set_default_prefix(node_id, index)
                 returns.append(self.ex.resolve(function(**kwargs)))
             if any(isinstance(r, dict) and r.get("expand") is not None for r in returns):
                 self.expand(node_id, [(r.get("expand"), tuple(r.get("result", ()))) if isinstance(r, dict)
@@ -357,19 +374,23 @@ class _PromptRun:
         ui: dict | None = None
         for ret in returns:
             result = ret
-            if isinstance(ret, dict):
+            if isinstance(ret, ExecutionBlocker):
+                result = (ret,) * len(flags)
+            elif isinstance(ret, dict):
                 if ret.get("ui") is not None:
                     ui = ui or {}
                     for key, items in ret["ui"].items():
                         ui.setdefault(key, []).extend(items if isinstance(items, (list, tuple)) else [items])
                 result = ret.get("result", ())
+                if isinstance(result, ExecutionBlocker):
+                    result = (result,) * len(flags)
             if result is None:
                 result = ()
             if not isinstance(result, (tuple, list)) or len(result) != len(flags):
                 raise TypeError(f"{cls.__name__} returned {len(result) if isinstance(result, (tuple, list)) else type(result).__name__} "
                                 f"value(s); its RETURN_TYPES declare {len(flags)}")
             for slot, value in enumerate(result):
-                values[slot].extend(value) if flags[slot] else values[slot].append(value)
+                _add_output(values[slot], value, flags[slot])
         return NodeOutput(values, ui)
 
     def finish(self, node_id: str, output: NodeOutput, *, replay: bool) -> None:
@@ -378,27 +399,54 @@ class _PromptRun:
         if output.ui is not None:
             self.outputs[node_id] = output.ui
             self.meta[node_id] = {"node_id": node_id, "display_node": self.display_id(node_id),
-                                  "parent_node": self.parents.get(node_id), "real_node_id": node_id}
+                                  "parent_node": self.graph.get_parent_node_id(node_id),
+                                  "real_node_id": self.graph.get_real_node_id(node_id)}
             self.emit("executed", {"node": node_id, "display_node": self.display_id(node_id), "output": output.ui,
                                    "prompt_id": self.prompt_id})
         if not replay or output.ui is not None:
             total = self.progress_nodes.get(node_id, {}).get("max", 1.0)
             self.set_progress(node_id, total, total, "finished")
 
+    def blocked(self, node_id: str, blocker: ExecutionBlocker) -> ExecutionBlocker:
+        """A call skipped for a blocked input: the first node a message reaches reports it (the prompt goes on);
+        the nodes after it are blocked silently."""
+        if blocker.message is None:
+            return blocker
+        self.emit("execution_error", {
+            "prompt_id": self.prompt_id, "node_id": node_id, "node_type": self.class_type(node_id),
+            "executed": list(self.executed), "exception_message": f"Execution Blocked: {blocker.message}",
+            "exception_type": "ExecutionBlocked", "traceback": [], "current_inputs": [], "current_outputs": []})
+        return ExecutionBlocker(None)
+
     def error_report(self, err: NodeError) -> dict:
         cause = err.cause
+        node_id = self.graph.get_real_node_id(err.node_id)  # a node expansion added is reported as its origin
         return {
             "prompt_id": self.prompt_id,
-            "node_id": err.node_id,
-            "node_type": self.class_type(err.node_id),
+            "node_id": node_id,
+            "node_type": self.class_type(node_id),
             "executed": [n for n in self.executed],
             "exception_message": f"{cause}\n",
-            "exception_type": exception_type_name(type(cause)),
+            "exception_type": getattr(cause, "exception_type", None) or exception_type_name(type(cause)),
             "traceback": traceback.format_tb(cause.__traceback__),
             "current_inputs": {name: [_format_value(v) for v in values] for name, values in err.inputs.items()},
             "current_outputs": list(self.done),
             "timestamp": timestamp_ms(),
         }
+
+
+def _blocker_in(kwargs: dict) -> ExecutionBlocker | None:
+    """The ExecutionBlocker among a call's inputs (whole-list inputs included), if any."""
+    for value in kwargs.values():
+        for item in (value if isinstance(value, list) else (value,)):
+            if isinstance(item, ExecutionBlocker):
+                return item
+    return None
+
+
+def _add_output(values: list, value, is_list: bool) -> None:
+    # a list output gives its items one by one; a blocker stands for the whole list
+    values.extend(value) if is_list and not isinstance(value, ExecutionBlocker) else values.append(value)
 
 
 def _format_value(value):

@@ -6,9 +6,12 @@ A node class declares `INPUT_TYPES()` -> {"required"|"optional"|"hidden": {name:
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 from typing import Any
+
+from .graph import link_target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +101,24 @@ def types_compatible(received: Any, expected: Any) -> bool:
     return bool(received_set & expected_set)
 
 
-def class_method(cls, name: str):
-    """A node hook callable as ComfyUI calls it: class/static methods on the class, plain ones on an instance."""
-    raw = inspect.getattr_static(cls, name)
-    return getattr(cls, name) if isinstance(raw, (classmethod, staticmethod)) else getattr(cls(), name)
+def hook_call(cls, name: str, inputs: dict, specs: dict[str, InputSpec], **named):
+    """Call `IS_CHANGED` or `VALIDATE_INPUTS` as ComfyUI does: on the class, with each declared constant input's
+    value and None for each linked input (its value does not exist yet), limited to the parameters the hook names
+    unless it takes **kwargs; `named` values go to the parameters named so. An async hook is awaited."""
+    hook = getattr(cls, name)
+    names, any_kwargs = function_args(hook)
+    args = {key: None if link_target(value) is not None else value for key, value in inputs.items()
+            if (key in specs or link_target(value) is not None) and (any_kwargs or key in names)}
+    args.update({key: value for key, value in named.items() if key in names})
+    return settle(hook(**args))
+
+
+def settle(value):
+    """`value`, or what it resolves to when a hook returned an awaitable (run on a private event loop)."""
+    if not inspect.isawaitable(value):
+        return value
+
+    async def wait():
+        return await value
+
+    return asyncio.run(wait())

@@ -160,7 +160,7 @@ class _Checker:
                 self._check_value(spec, inputs, errors,
                                   skip_ranges=spec.name in custom_args or custom_kwargs)
             if custom is not None:
-                self._run_custom(cls, custom, custom_args, custom_kwargs, specs, inputs, received_types, errors)
+                self._run_custom(cls, custom_args, custom_kwargs, specs, inputs, received_types, errors)
         except Exception as ex:  # a node definition that cannot even be read
             errors.append(_error("exception_during_validation", "Exception when validating node", str(ex),
                                  {"exception_type": exception_type_name(type(ex))}))
@@ -231,20 +231,16 @@ class _Checker:
                                      {"input_name": spec.name, "input_config": None if long else spec.config(),
                                       "received_value": value}))
 
-    def _run_custom(self, cls, custom, args, kwargs, specs, inputs, received_types, errors) -> None:
-        call = {}
-        for name, value in inputs.items():
-            if name in specs and not isinstance(value, list) and (kwargs or name in args):
-                call[name] = value
-        if "input_types" in args:
-            call["input_types"] = received_types
+    def _run_custom(self, cls, args, kwargs, specs, inputs, received_types, errors) -> None:
         try:
-            result = nodespec.class_method(cls, "VALIDATE_INPUTS")(**call)
+            result = nodespec.hook_call(cls, "VALIDATE_INPUTS", inputs, specs, input_types=received_types)
         except Exception as ex:
             result = f"{exception_type_name(type(ex))}: {ex}"
         if result is True:
             return
-        for name in call or {"": None}:
+        named = [name for name, value in inputs.items()
+                 if (name in specs or link_target(value)) and (kwargs or name in args)]
+        for name in named + (["input_types"] if "input_types" in args else []) or [""]:
             details = name if result is False else f"{name} - {result}"
             errors.append(_error("custom_validation_failed", "Custom validation failed for node", details,
                                  {"input_name": name}))

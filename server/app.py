@@ -26,10 +26,12 @@ def build_registry(settings: Settings) -> NodeRegistry:
     registry = NodeRegistry()
     registry.load_builtins()
     if not settings.disable_custom_nodes:
-        Folders.from_settings(settings).activate()  # packs call folder_paths as they are imported
-        for package in registry.load_custom_nodes(settings.base_directory / "custom_nodes"):
-            if package.error:
-                log.warning("custom node package %s failed to load and was skipped", package.name)
+        folders = Folders.from_settings(settings)
+        folders.activate()  # packs call folder_paths as they are imported
+        for directory in folders.paths("custom_nodes"):  # <base>/custom_nodes, then extra_model_paths entries
+            for package in registry.load_custom_nodes(directory):
+                if package.error:
+                    log.warning("custom node package %s failed to load and was skipped", package.name)
     return registry
 
 

@@ -181,8 +181,9 @@ async def test_node_expansion_runs_the_subgraph_and_links_its_result(client):
     assert executed["2.report"]["display_node"] == "2" and executed["2.report"]["output"] == {"values": [42]}
     entry = (await (await client.get(f"/history/{prompt_id}")).json())[prompt_id]
     assert entry["prompt"][2] == prompt  # the stored prompt is the one submitted
+    # real_node_id: the submitted node the expanded one descends from, as upstream reports it
     assert entry["meta"]["2.report"] == {"node_id": "2.report", "display_node": "2", "parent_node": "2",
-                                         "real_node_id": "2.report"}
+                                         "real_node_id": "2"}
     testnodes.CALLS.clear()
     _, messages = await run_prompt(client, prompt)  # the expanded node is cached as a whole
     assert of_type(messages, "execution_cached")[0]["nodes"] == ["1", "2", "3"] and testnodes.CALLS == []

@@ -1,0 +1,1 @@
+"""`comfy_execution`: the graph tools nodes use to expand into subgraphs and to block downstream nodes."""
