@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import threading
@@ -51,13 +52,23 @@ class Executor:
             self._instances[key] = self.registry.get(class_type)()
         return self._instances[key]
 
-    def resolve(self, value):
-        """Await a coroutine returned by an async node function on this worker's own loop."""
-        if not inspect.isawaitable(value):
-            return value
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """This worker's own event loop, for async node functions and hooks."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(value)
+        return self._loop
+
+    def resolve(self, value):
+        """Await a coroutine returned by an async hook (check_lazy_status) on the worker's loop."""
+        return self.loop.run_until_complete(value) if inspect.isawaitable(value) else value
+
+
+@dataclasses.dataclass
+class _Running:
+    """An async node whose calls are still going: per call, its return or the task computing it."""
+    returns: list
+    inputs: dict  # for the error report
 
 
 class _PromptRun:
@@ -76,6 +87,10 @@ class _PromptRun:
         self.graph = DynamicPrompt(item.prompt)  # expansion adds nodes to this run's graph only
         self._specs: dict[str, dict] = {}
         self.expansions: dict[str, list[tuple[dict | None, tuple]]] = {}
+        self.stack: list[str] = []  # nodes still to finish, the next ones on top
+        self.signatures: dict[str, str] = {}
+        self.running: dict[str, _Running] = {}
+        self._lazy_asked: dict[str, tuple[int, list[str]]] = {}
 
     # -- events --------------------------------------------------------------------------------------------
 
@@ -122,7 +137,8 @@ class _PromptRun:
         self.emit("execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": timestamp_ms()},
                   record=True)
         try:
-            self.run_nodes(self.item.outputs_to_execute, signatures)
+            self.signatures = signatures
+            self.run_nodes(self.item.outputs_to_execute)
         except context.Interrupted:
             node_id = self.graph.get_real_node_id(self.current) if self.current is not None else None
             self.emit("execution_interrupted", {
@@ -135,6 +151,7 @@ class _PromptRun:
             self.emit("execution_error", self.error_report(err), record=True)
             return self.result("error", False)
         finally:
+            self.cancel_running()
             self.ex.cache.retain(set(signatures.values()))
         self.emit("execution_success", {"prompt_id": self.prompt_id, "timestamp": timestamp_ms()}, record=True)
         return self.result("success", True)
@@ -181,47 +198,121 @@ class _PromptRun:
                 parents.append(target[0])
         return parents
 
-    def run_nodes(self, roots: list[str], signatures: dict[str, str]) -> None:
+    def run_nodes(self, roots: list[str]) -> None:
+        """Depth-first from the output nodes: a node runs once what it waits for is done. An async node runs as a
+        task on the worker's loop while other nodes go on; the run waits for such tasks only when nothing else
+        can run (as in ComfyUI, where async nodes overlap)."""
         self.current = None
-        stack = list(reversed(roots))
-        pending: set[str] = set()
-        while stack:
-            node_id = stack[-1]
-            if node_id in self.done:
-                stack.pop()
-                continue
-            self.current = node_id
+        self.stack = list(dict.fromkeys(reversed(roots)))
+        while self.stack:
             if self.interrupt.is_set():
                 raise context.Interrupted()
-            signature = signatures.get(node_id)  # nodes added by expansion have none: never cached
+            self.settle_running()
+            node_id = self.next_ready()
+            if node_id is None:
+                if not self.running:  # all that is left waits on itself: an expansion linked a cycle
+                    raise NodeError(self.display_id(self.stack[-1]),
+                                    DependencyCycleError("Dependency cycle detected"), {})
+                self.wait_running()
+                continue
+            self.current = node_id
+            signature = self.signatures.get(node_id)  # nodes added by expansion have none: never cached
             cached = self.ex.cache.get(signature) if signature else None
             if cached is not None:
-                stack.pop()
+                self.stack.remove(node_id)
                 self.finish(node_id, cached, replay=True)
-                continue
-            if node_id in self.expansions:
-                waiting = [n for n in self.expansion_targets(node_id) if n not in self.done]
+            elif node_id in self.expansions:
+                self.complete(node_id, self.resolve_expansion(node_id))
             else:
-                waiting = self.unresolved(node_id, self.eager_inputs(node_id))
-                if not waiting:
-                    waiting = self.unresolved(node_id, self.requested_lazy_inputs(node_id))
-            if waiting:
-                for parent in reversed(waiting):
-                    if parent in pending:  # blamed on the node whose expansion made the cycle, as upstream
-                        raise NodeError(self.display_id(node_id), DependencyCycleError("Dependency cycle detected"),
-                                        {})
-                    stack.append(parent)
-                pending.add(node_id)
+                self.call_node(node_id)
+
+    def next_ready(self) -> str | None:
+        """The topmost node on the stack that can run now. The nodes it waits for go on top first, unless they
+        are running or on the stack already (then it waits and a node further down may go)."""
+        index = len(self.stack) - 1
+        while index >= 0:
+            node_id = self.stack[index]
+            signature = self.signatures.get(node_id)
+            if node_id in self.running:
+                index -= 1
                 continue
-            output = self.resolve_expansion(node_id) if node_id in self.expansions else self.call_node(node_id)
-            if output is None:  # the node expanded into a subgraph: run that first, then come back
-                pending.add(node_id)
+            if signature and self.ex.cache.get(signature) is not None:
+                return node_id
+            waiting = self.waiting_for(node_id)
+            if not waiting:
+                return node_id
+            queued = set(self.stack) | set(self.running)
+            new = [parent for parent in waiting if parent not in queued]
+            if new:
+                self.stack.extend(reversed(new))
+                index = len(self.stack) - 1
+            else:
+                index -= 1
+        return None
+
+    def waiting_for(self, node_id: str) -> list[str]:
+        if node_id in self.expansions:
+            return [n for n in self.expansion_targets(node_id) if n not in self.done]
+        waiting = self.unresolved(node_id, self.eager_inputs(node_id))
+        if waiting:
+            return waiting
+        asked = self._lazy_asked.get(node_id)
+        if asked is None or asked[0] != len(self.done):  # ask again only once something new is done
+            asked = self._lazy_asked[node_id] = (len(self.done), self.requested_lazy_inputs(node_id))
+        return self.unresolved(node_id, asked[1])
+
+    def complete(self, node_id: str, output: NodeOutput | None) -> None:
+        if output is None:  # the node expanded into a subgraph: it resolves once that has run
+            return
+        self.stack.remove(node_id)
+        signature = self.signatures.get(node_id)
+        if signature:
+            self.ex.cache.put(signature, output)
+        self.finish(node_id, output, replay=False)
+
+    # -- async nodes -----------------------------------------------------------------------------------------
+
+    def start(self, value):
+        """A call's return; a coroutine becomes a task on the worker's loop, given a first turn right away (its
+        result is used at once if that finishes it)."""
+        if not inspect.isawaitable(value):
+            return value
+        task = asyncio.ensure_future(value, loop=self.ex.loop)
+        self.ex.loop.run_until_complete(asyncio.sleep(0))
+        return task.result() if task.done() else task
+
+    def settle_running(self) -> None:
+        """Give running async nodes a turn; complete those whose calls have all returned."""
+        if not self.running:
+            return
+        self.ex.loop.run_until_complete(asyncio.sleep(0))
+        for node_id, run in list(self.running.items()):
+            if any(isinstance(r, asyncio.Future) and not r.done() for r in run.returns):
                 continue
-            stack.pop()
-            pending.discard(node_id)
-            if signature:
-                self.ex.cache.put(signature, output)
-            self.finish(node_id, output, replay=False)
+            del self.running[node_id]
+            try:
+                returns = [r.result() if isinstance(r, asyncio.Future) else r for r in run.returns]
+                output = self.outcome(node_id, returns)
+            except context.Interrupted:
+                raise
+            except Exception as ex:
+                raise NodeError(node_id, ex, run.inputs) from ex
+            self.complete(node_id, output)
+
+    def wait_running(self) -> None:
+        """Run the loop until a running task finishes (or briefly, to look at the interrupt flag again)."""
+        tasks = [r for run in self.running.values() for r in run.returns
+                 if isinstance(r, asyncio.Future) and not r.done()]
+        if tasks:
+            self.ex.loop.run_until_complete(asyncio.wait(tasks, timeout=0.1, return_when=asyncio.FIRST_COMPLETED))
+
+    def cancel_running(self) -> None:
+        tasks = [r for run in self.running.values() for r in run.returns if isinstance(r, asyncio.Future)]
+        self.running.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            self.ex.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
     # -- node expansion: a node may return {"expand": graph, "result": (value | [node, slot], ...)} ----------
 
@@ -334,7 +425,8 @@ class _PromptRun:
         chosen = self.item.extra_data.get("preview_method")
         return chosen if chosen in context.PREVIEW_METHODS else self.ex.preview_method
 
-    def call_node(self, node_id: str) -> NodeOutput | None:
+    def call_node(self, node_id: str) -> None:
+        """Run the node's function once per mapped call; it completes now, or later if a call is async."""
         class_type = self.class_type(node_id)
         cls = self.ex.registry.get(class_type)
         data = self.gather_inputs(node_id, cls)
@@ -353,18 +445,26 @@ class _PromptRun:
                     returns.append(self.blocked(node_id, blocker))
                     continue
                 GraphBuilder.set_default_prefix(node_id, index)
-                returns.append(self.ex.resolve(function(**kwargs)))
-            if any(isinstance(r, dict) and r.get("expand") is not None for r in returns):
-                self.expand(node_id, [(r.get("expand"), tuple(r.get("result", ()))) if isinstance(r, dict)
-                                      else (None, tuple(r)) for r in returns])
-                return None
-            return self.collect(cls, returns)
+                returns.append(self.start(function(**kwargs)))
+            if any(isinstance(r, asyncio.Future) for r in returns):
+                self.running[node_id] = _Running(returns, data)
+                return
+            output = self.outcome(node_id, returns)
         except context.Interrupted:
             raise
         except Exception as ex:
             raise NodeError(node_id, ex, data) from ex
         finally:
             context.deactivate(token)
+        self.complete(node_id, output)
+
+    def outcome(self, node_id: str, returns: list) -> NodeOutput | None:
+        """The node's output from its calls' returns, or None when it expanded (the subgraph is added)."""
+        if any(isinstance(r, dict) and r.get("expand") is not None for r in returns):
+            self.expand(node_id, [(r.get("expand"), tuple(r.get("result", ()))) if isinstance(r, dict)
+                                  else (None, tuple(r)) for r in returns])
+            return None
+        return self.collect(self.ex.registry.get(self.class_type(node_id)), returns)
 
     @staticmethod
     def collect(cls, returns: list) -> NodeOutput:

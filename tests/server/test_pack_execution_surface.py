@@ -106,6 +106,25 @@ class AsyncDouble(Node):
         return (value * 2,)
 
 
+MET = {}
+
+
+class Meet(Node):
+    """Finishes only once its partner has started: two of them complete only if async nodes overlap."""
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": (IO.FLOAT, {"forceInput": True}), "me": (IO.STRING, {}),
+                             "partner": (IO.STRING, {})}, "optional": {"fail": (IO.BOOLEAN, {"default": False})}}
+    RETURN_TYPES = (IO.FLOAT,)
+
+    async def run(self, value, me, partner, fail=False):
+        MET.setdefault(me, asyncio.Event()).set()
+        await asyncio.wait_for(MET.setdefault(partner, asyncio.Event()).wait(), 20)
+        if fail:
+            raise RuntimeError(f"{me} fails after meeting {partner}")
+        return (value,)
+
+
 class Positive(Node):
     @classmethod
     def INPUT_TYPES(cls):
@@ -132,7 +151,7 @@ class Show(Node):
 
 
 NODE_CLASS_MAPPINGS = {"Pack" + cls.__name__: cls for cls in (Number, Sum, Repeat, Gate, Describe, AsyncDouble,
-                                                              Positive, Show)}
+                                                              Meet, Positive, Show)}
 '''
 
 
@@ -229,3 +248,20 @@ async def test_validators_get_constants_and_none_for_links(pack_client):
     assert status == 400 and node_errors["2"]["errors"][0]["details"] == "value - must be positive"
     linked = {"1": number(-1), "2": {"class_type": "PackPositive", "inputs": {"value": ["1", 0]}}, "9": show("2")}
     assert (await shown(pack_client, linked))[0] == [-1]  # the validator saw None: the value did not exist yet
+
+
+async def test_async_nodes_overlap_and_one_failing_fails_only_its_prompt(pack_client):
+    def meeting(tag: str, fail: bool = False) -> dict:
+        meet = "PackMeet"
+        return {"1": number(2),
+                "2": {"class_type": meet, "inputs": {"value": ["1", 0], "me": f"a{tag}", "partner": f"b{tag}"}},
+                "3": {"class_type": meet, "inputs": {"value": ["1", 0], "me": f"b{tag}", "partner": f"a{tag}",
+                                                     "fail": fail}},
+                "4": {"class_type": "PackSum", "inputs": {"input1": ["2", 0], "input2": ["3", 0]}}, "9": show("4")}
+
+    values, messages = await shown(pack_client, meeting("1"))  # run one after the other, neither could finish
+    assert values == [4]
+    _, messages = await run_prompt(pack_client, meeting("2", fail=True))
+    [error] = of_type(messages, "execution_error")
+    assert (error["node_id"], error["exception_message"]) == ("3", "b2 fails after meeting a2\n")
+    assert (await shown(pack_client, meeting("3")))[0] == [4]  # the worker goes on
