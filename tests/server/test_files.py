@@ -154,6 +154,19 @@ async def test_upload_accepts_other_image_formats_and_stores_the_bytes(client, d
     assert status == 200 and (dirs["input"] / "photo.jpg").read_bytes() == data
 
 
+async def test_upload_takes_other_media_and_view_never_serves_active_content(client, dirs):
+    clip, page = b"\x00\x00\x00\x18ftypmp42 not really a video", b"<html><script>alert(1)</script></html>"
+    for name, data, served_as in [("clip.mp4", clip, "video/mp4"), ("sound.wav", b"RIFF....WAVE", "audio/x-wav"),
+                                  ("page.html", page, "application/octet-stream"),
+                                  ("drawing.svg", b"<svg onload='alert(1)'/>", "application/octet-stream")]:
+        status, body = await upload(client, name, data)
+        assert status == 200 and body == {"name": name, "subfolder": "", "type": "input"}
+        assert (dirs["input"] / name).read_bytes() == data
+        resp = await client.get("/view", params={"filename": name, "type": "input"})
+        assert resp.status == 200 and await resp.read() == data
+        assert resp.headers["Content-Type"] == served_as and resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
 @pytest.mark.parametrize("payload, message", [
     (b"this is not an image", "not an image"),
     (png()[:40], "not an image"),  # truncated PNG
