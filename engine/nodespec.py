@@ -7,6 +7,7 @@ A node class declares `INPUT_TYPES()` -> {"required"|"optional"|"hidden": {name:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import inspect
 from typing import Any
@@ -114,11 +115,17 @@ def hook_call(cls, name: str, inputs: dict, specs: dict[str, InputSpec], **named
 
 
 def settle(value):
-    """`value`, or what it resolves to when a hook returned an awaitable (run on a private event loop)."""
+    """`value`, or what it resolves to when it is awaitable (run on a private event loop; a synchronous caller may
+    itself run inside a loop, e.g. the app factory called from async code)."""
     if not inspect.isawaitable(value):
         return value
 
     async def wait():
         return await value
 
-    return asyncio.run(wait())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # a running loop cannot be blocked on from inside
+        return thread.submit(asyncio.run, wait()).result()

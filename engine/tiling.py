@@ -42,11 +42,13 @@ def blend_mask(shape: torch.Size, feather: int, device: torch.device) -> torch.T
 
 
 @torch.inference_mode()
-def tiled_scale(samples: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], *, tile: int, overlap: int,
-                scale: float, out_channels: int, output_device: torch.device | str | None = None,
+def tiled_scale(samples: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], *, tile: int | tuple[int, int],
+                overlap: int, scale: float, out_channels: int, output_device: torch.device | str | None = None,
                 on_tile: Callable[[], None] | None = None) -> torch.Tensor:
     """``fn`` (N, C, H, W) -> (N, out_channels, H*scale, W*scale), applied per image of ``samples`` over
-    ``tile``-pixel tiles overlapping by ``overlap``; ``on_tile`` runs after every tile (progress)."""
+    ``tile``-pixel tiles (or (height, width) ones) overlapping by ``overlap``; ``on_tile`` runs after every tile
+    (progress)."""
+    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else tile
     output_device = samples.device if output_device is None else torch.device(output_device)
     batch, _, height, width = samples.shape
     out_h, out_w = round(height * scale), round(width * scale)
@@ -54,15 +56,15 @@ def tiled_scale(samples: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor
     feather = round(overlap * scale)
     for b in range(batch):
         image = samples[b:b + 1]
-        if height <= tile and width <= tile:
+        if height <= tile_h and width <= tile_w:
             output[b:b + 1] = fn(image).to(output_device)
             if on_tile is not None:
                 on_tile()
             continue
         total = torch.zeros((1, out_channels, out_h, out_w), device=output_device)
         weight = torch.zeros_like(total)
-        for y, x in itertools.product(tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)):
-            part = fn(image[:, :, y:y + tile, x:x + tile]).to(output_device)
+        for y, x in itertools.product(tile_starts(height, tile_h, overlap), tile_starts(width, tile_w, overlap)):
+            part = fn(image[:, :, y:y + tile_h, x:x + tile_w]).to(output_device)
             mask = blend_mask(part.shape, feather, output_device)
             oy, ox = round(y * scale), round(x * scale)
             total[:, :, oy:oy + part.shape[2], ox:ox + part.shape[3]] += part * mask

@@ -2,9 +2,11 @@
 images, and condition on them (SD2 unCLIP, SDXL revision; style models such as FLUX.1 Redux read the encodings)."""
 from __future__ import annotations
 
-from engine import folders
+import os
 
-from .loaders import cached_model, load_checkpoint_file
+from engine import context, folders
+
+from .loaders import load_checkpoint_file, model_path
 
 
 class CLIPVisionLoader:
@@ -17,19 +19,23 @@ class CLIPVisionLoader:
     CATEGORY = "loaders"
 
     def load_clip(self, clip_name):
-        from engine.models.clip_vision import load_clip_vision_file
+        return (load_clip_vision_path(model_path("clip_vision", clip_name), clip_name),)
 
-        return (cached_model("clip_vision", clip_name, lambda path, manager: load_clip_vision_file(
-            path, manager.load_device, manager.text_dtype(), manager=manager, name=clip_name)),)
+
+def load_clip_vision_path(path, name: str | None = None, *, embedded: bool = False):
+    """The image encoder in the file at `path`, cached while the file is unchanged; `embedded`: the one inside a
+    checkpoint (unCLIP, SVD), None when it holds none (as ComfyUI)."""
+    from engine.models.clip_vision import load_clip_vision_file
+
+    manager = context.model_manager()
+    return manager.cached("checkpoint_clip_vision" if embedded else "clip_vision", path, lambda: load_clip_vision_file(
+        path, manager.load_device, manager.text_dtype(), manager=manager, name=name or os.path.basename(path),
+        embedded=embedded))
 
 
 def checkpoint_clip_vision(ckpt_name: str):
-    """The image encoder inside checkpoints/<ckpt_name> (unCLIP, SVD), or None when it holds none (as ComfyUI)."""
-    from engine.models.clip_vision import load_clip_vision_file
-
-    return cached_model("checkpoints", ckpt_name, lambda path, manager: load_clip_vision_file(
-        path, manager.load_device, manager.text_dtype(), manager=manager, name=ckpt_name, embedded=True),
-        kind="checkpoint_clip_vision")
+    """The image encoder inside checkpoints/<ckpt_name>, or None."""
+    return load_clip_vision_path(model_path("checkpoints", ckpt_name), ckpt_name, embedded=True)
 
 
 class unCLIPCheckpointLoader:  # noqa: N801 - ComfyUI's node type name
@@ -41,8 +47,8 @@ class unCLIPCheckpointLoader:  # noqa: N801 - ComfyUI's node type name
     FUNCTION = "load_checkpoint"
     CATEGORY = "loaders"
 
-    def load_checkpoint(self, ckpt_name):
-        return (*load_checkpoint_file(ckpt_name), checkpoint_clip_vision(ckpt_name))
+    def load_checkpoint(self, ckpt_name, output_vae=True, output_clip=True):
+        return (*load_checkpoint_file(ckpt_name, clip=output_clip, vae=output_vae), checkpoint_clip_vision(ckpt_name))
 
 
 class ImageOnlyCheckpointLoader:
@@ -55,8 +61,8 @@ class ImageOnlyCheckpointLoader:
     CATEGORY = "loaders/video_models"
     RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_video_model"
 
-    def load_checkpoint(self, ckpt_name):
-        model, _, vae = load_checkpoint_file(ckpt_name, clip=False)
+    def load_checkpoint(self, ckpt_name, output_vae=True, output_clip=True):
+        model, _, vae = load_checkpoint_file(ckpt_name, clip=False, vae=output_vae)
         return model, checkpoint_clip_vision(ckpt_name), vae
 
 

@@ -4,23 +4,22 @@ from __future__ import annotations
 from engine import context, folders
 from engine.canny import canny
 
-from .loaders import cached_model, model_path
+from .loaders import model_path
 
 CATEGORY = "conditioning/controlnet"
 
 
-def _load(name: str, *, diff_model=None):
-    """A hintless CONTROL_NET for models/controlnet/<name>; plain files are cached while unchanged."""
+def load_control_path(path, *, diff_model=None):
+    """A hintless CONTROL_NET for the file at `path`; plain files are cached while unchanged."""
     from engine.models.controlnet import load_control_file
 
     manager = context.model_manager()
-    path = model_path("controlnet", name)
     if diff_model is not None:  # its weights depend on the model, so it is built for each one
         with manager.running(diff_model):
             control = load_control_file(path, manager.load_device, manager.unet_dtype(), diff_unet=diff_model.unet)
     else:
-        control = cached_model("controlnet", name,
-                               lambda path, manager: load_control_file(path, manager.load_device, manager.unet_dtype()))
+        control = manager.cached("controlnet", path,
+                                 lambda: load_control_file(path, manager.load_device, manager.unet_dtype()))
     control = control.copy()
     control.manager = manager
     return control
@@ -36,7 +35,7 @@ class ControlNetLoader:
     CATEGORY = "loaders"
 
     def load_controlnet(self, control_net_name):
-        return (_load(control_net_name),)
+        return (load_control_path(model_path("controlnet", control_net_name)),)
 
 
 class DiffControlNetLoader:
@@ -50,7 +49,7 @@ class DiffControlNetLoader:
     CATEGORY = "loaders"
 
     def load_controlnet(self, model, control_net_name):
-        return (_load(control_net_name, diff_model=model),)
+        return (load_control_path(model_path("controlnet", control_net_name), diff_model=model),)
 
 
 def _strength():
@@ -99,7 +98,7 @@ class ControlNetApplyAdvanced:
     CATEGORY = CATEGORY
 
     def apply_controlnet(self, positive, negative, control_net, image, strength, start_percent, end_percent,
-                         vae=None):
+                         vae=None, extra_concat=()):
         if strength == 0:
             return (positive, negative)
         hint = image.movedim(-1, 1)
@@ -112,7 +111,8 @@ class ControlNetApplyAdvanced:
                 previous = options.get("control")
                 if previous not in made:
                     made[previous] = control_net.copy().set_cond_hint(
-                        hint, strength, (start_percent, end_percent), vae=vae).set_previous_controlnet(previous)
+                        hint, strength, (start_percent, end_percent), vae=vae, extra_concat=extra_concat,
+                    ).set_previous_controlnet(previous)
                 entries.append([tensor, dict(options, control=made[previous], control_apply_to_uncond=False)])
             out.append(entries)
         return tuple(out)

@@ -130,12 +130,12 @@ class LoadImageOutput(LoadImage):
 
 
 class LoadImageMask:
-    CHANNELS = ["alpha", "red", "green", "blue"]
+    _color_channels = ["alpha", "red", "green", "blue"]
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"image": (folders.active().input_files(), {"image_upload": True}),
-                             "channel": (cls.CHANNELS,)}}
+                             "channel": (cls._color_channels,)}}
 
     CATEGORY = "mask"
     RETURN_TYPES = ("MASK",)
@@ -187,16 +187,36 @@ def expand_prefix(prefix: str, width: int, height: int) -> str:
     return prefix
 
 
-def save_target(folder: str, filename_prefix: str, width: int = 0, height: int = 0) -> tuple:
+def save_target(folder: str, filename_prefix: str, width: int = 0, height: int = 0, root=None) -> tuple:
     """(directory, file name stem, next counter, subfolder) for files saved under `filename_prefix` in `folder`
-    ("output" / "temp"), as ComfyUI's get_save_image_path; a prefix that leaves the folder is an error."""
+    ("output" / "temp"; or in `root`), as ComfyUI's get_save_image_path; a prefix that leaves it is an error."""
     normalized = os.path.normpath(expand_prefix(filename_prefix, width, height))
     subfolder, filename = os.path.dirname(normalized), os.path.basename(normalized)
-    directory = folders.safe_join(folders.get_directory(folder), subfolder or ".")
+    directory = folders.safe_join(root or folders.get_directory(folder), subfolder or ".")
     if directory is None or not filename:
         raise ValueError(f"Saving outside the {folder} folder is not allowed: {filename_prefix!r}")
     directory.mkdir(parents=True, exist_ok=True)
     return directory, filename, next_counter(directory, filename), subfolder
+
+
+def save_png_batch(images, folder: str, filename_prefix: str, prompt=None, extra_pnginfo=None,
+                   compress_level: int = 4, root=None) -> list[dict]:
+    """Each image of the batch as a PNG in `folder` ("output" / "temp"; or in `root`, typed `folder`), the prompt
+    and extra_pnginfo in its metadata; returns the UI entries ({"filename", "subfolder", "type"}) naming the files."""
+    directory, filename, counter, subfolder = save_target(folder, filename_prefix, images[0].shape[1],
+                                                          images[0].shape[0], root)
+    metadata = PngInfo()
+    if prompt is not None:
+        metadata.add_text("prompt", json.dumps(prompt))
+    for key, value in (extra_pnginfo or {}).items():
+        metadata.add_text(key, json.dumps(value))
+    results = []
+    for batch_number, image in enumerate(images):
+        name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+        to_pil(image).save(directory / name, pnginfo=metadata, compress_level=compress_level)
+        results.append({"filename": name, "subfolder": subfolder, "type": folder})
+        counter += 1
+    return results
 
 
 class SaveImage:
@@ -219,24 +239,19 @@ class SaveImage:
     CATEGORY = "image"
     DESCRIPTION = "Saves the input images to your ComfyUI output directory."
 
+    def __init__(self):
+        # ComfyUI's instance attributes, which subclasses written for it set to save elsewhere (e.g. temp previews)
+        self.output_dir = str(folders.get_directory(self.FOLDER))
+        self.type = self.FOLDER
+        self.prefix_append = self.prefix_suffix()
+        self.compress_level = self.COMPRESS_LEVEL
+
     def prefix_suffix(self) -> str:
         return ""
 
     def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
-        directory, filename, counter, subfolder = save_target(
-            self.FOLDER, filename_prefix + self.prefix_suffix(), images[0].shape[1], images[0].shape[0])
-        metadata = PngInfo()
-        if prompt is not None:
-            metadata.add_text("prompt", json.dumps(prompt))
-        for key, value in (extra_pnginfo or {}).items():
-            metadata.add_text(key, json.dumps(value))
-        results = []
-        for batch_number, image in enumerate(images):
-            name = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-            to_pil(image).save(directory / name, pnginfo=metadata, compress_level=self.COMPRESS_LEVEL)
-            results.append({"filename": name, "subfolder": subfolder, "type": self.FOLDER})
-            counter += 1
-        return {"ui": {"images": results}}
+        return {"ui": {"images": save_png_batch(images, self.type, filename_prefix + self.prefix_append, prompt,
+                                                extra_pnginfo, self.compress_level, self.output_dir)}}
 
 
 class PreviewImage(SaveImage):
@@ -337,14 +352,17 @@ def scale_image(image: torch.Tensor, width: int, height: int, method: str, crop:
 
 
 class ImageScale:
+    upscale_methods = UPSCALE_METHODS
+    crop_methods = ["disabled", "center"]
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "image": ("IMAGE",),
-            "upscale_method": (UPSCALE_METHODS,),
+            "upscale_method": (cls.upscale_methods,),
             "width": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}),
             "height": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}),
-            "crop": (["disabled", "center"],),
+            "crop": (cls.crop_methods,),
         }}
 
     RETURN_TYPES = ("IMAGE",)
@@ -356,9 +374,11 @@ class ImageScale:
 
 
 class ImageScaleBy:
+    upscale_methods = UPSCALE_METHODS
+
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"image": ("IMAGE",), "upscale_method": (UPSCALE_METHODS,),
+        return {"required": {"image": ("IMAGE",), "upscale_method": (cls.upscale_methods,),
                              "scale_by": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 8.0, "step": 0.01})}}
 
     RETURN_TYPES = ("IMAGE",)

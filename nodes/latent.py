@@ -141,12 +141,15 @@ class RepeatLatentBatch:
 
 
 class LatentUpscale:
+    upscale_methods = UPSCALE_METHODS
+    crop_methods = ["disabled", "center"]
+
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"samples": ("LATENT",), "upscale_method": (list(UPSCALE_METHODS),),
+        return {"required": {"samples": ("LATENT",), "upscale_method": (list(cls.upscale_methods),),
                              "width": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 8}),
                              "height": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 8}),
-                             "crop": (["disabled", "center"],)}}
+                             "crop": (list(cls.crop_methods),)}}
 
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "upscale"
@@ -170,9 +173,11 @@ class LatentUpscale:
 
 
 class LatentUpscaleBy:
+    upscale_methods = UPSCALE_METHODS
+
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"samples": ("LATENT",), "upscale_method": (list(UPSCALE_METHODS),),
+        return {"required": {"samples": ("LATENT",), "upscale_method": (list(cls.upscale_methods),),
                              "scale_by": ("FLOAT", {"default": 1.5, "min": 0.01, "max": 8.0, "step": 0.01})}}
 
     RETURN_TYPES = ("LATENT",)
@@ -226,7 +231,8 @@ class LatentComposite:
     FUNCTION = "composite"
     CATEGORY = "latent"
 
-    def composite(self, samples_to, samples_from, x, y, feather=0):
+    def composite(self, samples_to, samples_from, x, y, composite_method="normal", feather=0):
+        # composite_method: ComfyUI's signature has it; "normal" (pasting) is the only method
         x, y, feather = x // 8, y // 8, feather // 8
         target = samples_to["samples"]
         out = target.clone()
@@ -255,7 +261,9 @@ class LatentBlend:
     FUNCTION = "blend"
     CATEGORY = "_for_testing"
 
-    def blend(self, samples1, samples2, blend_factor):
+    def blend(self, samples1, samples2, blend_factor, blend_mode="normal"):
+        if blend_mode != "normal":
+            raise ValueError(f"Unsupported blend mode: {blend_mode}")
         first, second = samples1["samples"], samples2["samples"]
         if first.shape != second.shape:
             second = common_upscale(second, first.shape[-1], first.shape[-2], "bicubic", "center")

@@ -1,6 +1,8 @@
 """Loader nodes: checkpoints, diffusion models, text encoders and VAEs from the model folders."""
 from __future__ import annotations
 
+import os
+
 from engine import context, folders
 from engine.models.cast import WEIGHT_DTYPES, narrow_storage
 from engine.models.clip import TextEncoder
@@ -50,11 +52,13 @@ def _dit_checkpoint(file, manager, name: str, load, model_class):
     return model, clip, VAE(companions.vae, manager=manager, name=name)
 
 
-def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
-    """(MODEL, CLIP | None, VAE | None) for a checkpoint in models/checkpoints, cached while the file is unchanged."""
+def load_checkpoint_path(path, name: str | None = None, *, clip: bool = True, vae: bool = True):
+    """(MODEL, CLIP | None, VAE | None) for the checkpoint file at `path`, cached while the file is unchanged."""
     from engine.models.load import load_checkpoint, open_checkpoint
 
-    def build(path, manager):
+    name = name or os.path.basename(path)
+
+    def build(manager):
         with open_checkpoint(path, manager.load_device) as file:
             family = _dit_family(file.shapes)
             if family is not None:
@@ -73,8 +77,14 @@ def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
             autoencoder = VAE(loaded.vae, manager=manager, name=name)
         return model, text, autoencoder
 
-    model, text, autoencoder = cached_model("checkpoints", name, build)
+    manager = context.model_manager()
+    model, text, autoencoder = manager.cached("checkpoints", path, lambda: build(manager))
     return model.clone(), (text.clone() if text and clip else None), (autoencoder if vae else None)
+
+
+def load_checkpoint_file(name: str, *, clip: bool = True, vae: bool = True):
+    """(MODEL, CLIP | None, VAE | None) for a checkpoint in models/checkpoints."""
+    return load_checkpoint_path(model_path("checkpoints", name), name, clip=clip, vae=vae)
 
 
 class CheckpointLoaderSimple:
@@ -148,12 +158,16 @@ PIXEL_SPACE = "pixel_space"  # VAELoader's pass-through entry, which upstream al
 
 
 class VAELoader:
-    @classmethod
-    def INPUT_TYPES(cls):
+    @staticmethod
+    def vae_list() -> list[str]:
+        """The VAE files, the TAESD pairs models/vae_approx completes, and the pixel-space VAE."""
         from engine.models.taesd import vae_names
 
-        approx = vae_names(folders.get_filename_list("vae_approx"))
-        return {"required": {"vae_name": (folders.get_filename_list("vae") + approx + [PIXEL_SPACE],)}}
+        return folders.get_filename_list("vae") + vae_names(folders.get_filename_list("vae_approx")) + [PIXEL_SPACE]
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae_name": (cls.vae_list(),)}}
 
     RETURN_TYPES = ("VAE",)
     FUNCTION = "load_vae"

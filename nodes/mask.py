@@ -320,8 +320,8 @@ class MaskPreview(PreviewImage):
     COMPRESS_LEVEL = 4
     RELATIVE_PYTHON_MODULE = EXTRAS_MASK
 
-    def execute(self, mask, prompt=None, extra_pnginfo=None):
-        return self.save_images(mask_to_image(mask), "ComfyUI", prompt, extra_pnginfo)
+    def execute(self, mask, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
+        return self.save_images(mask_to_image(mask), filename_prefix, prompt, extra_pnginfo)
 
 
 # -- comfy_extras/nodes_compositing.py (ComfyUI's v3 schema: options dicts on every input, untitled outputs) ----

@@ -4,9 +4,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import logging
 import sys
 import traceback
+import types
 from pathlib import Path
 
 import nodes
@@ -89,6 +91,9 @@ class NodeRegistry:
     def info(self, name: str) -> dict:
         """One node's definition in ComfyUI's /object_info shape."""
         cls = self.classes[name]
+        describe = getattr(cls, "GET_NODE_INFO_V1", None)
+        if describe is not None:  # a V3 node describes itself, in ComfyUI's shape for those
+            return {**describe(), "python_module": self.python_modules.get(name, "nodes")}
         types = nodespec.input_types(cls)
         outputs = list(nodespec.return_types(cls))
         info = {
@@ -136,6 +141,9 @@ class NodeRegistry:
         if not directory.is_dir():
             return loaded
         compat.install()
+        package_path = _custom_nodes_package().__path__  # packs importing their own subpackages need it
+        if str(directory.resolve()) not in package_path:
+            package_path.append(str(directory.resolve()))
         nodes.NODE_CLASS_MAPPINGS = self.classes
         nodes.NODE_DISPLAY_NAME_MAPPINGS = self.display_names
         entries = [entry for entry in sorted(directory.iterdir())
@@ -165,10 +173,12 @@ class NodeRegistry:
             sys.modules[module_name] = module
             spec.loader.exec_module(module)
             mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
+            display_names = getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None)
+            if mappings is None and hasattr(module, "comfy_entrypoint"):  # as ComfyUI: the V1 mappings win
+                mappings, display_names = _extension_mappings(module.comfy_entrypoint)
             if not isinstance(mappings, dict):
-                raise ImportError("the package exports no NODE_CLASS_MAPPINGS dict")
-            self.register(mappings, getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None),
-                          python_module=f"custom_nodes.{path.name}")
+                raise ImportError("the package exports no NODE_CLASS_MAPPINGS dict and no comfy_entrypoint")
+            self.register(mappings, display_names, python_module=f"custom_nodes.{path.name}")
             web = getattr(module, "WEB_DIRECTORY", None)
             if web:
                 web_dir = (path if path.is_dir() else path.parent) / web
@@ -178,6 +188,41 @@ class NodeRegistry:
             package.error = traceback.format_exc()
             log.error("cannot load custom node package %s:\n%s", path.name, package.error)
         return package
+
+
+def _extension_mappings(entrypoint) -> tuple[dict, dict]:
+    """The nodes of a V3 pack, from the ComfyExtension its `comfy_entrypoint()` returns: keyed by their schemas'
+    node ids, with the display names the schemas give."""
+    from .compat.comfy_api.latest import ComfyExtension  # (imports torch: only when a V3 pack loads)
+
+    async def node_list() -> list:
+        extension = entrypoint()
+        if inspect.isawaitable(extension):
+            extension = await extension
+        if not isinstance(extension, ComfyExtension):
+            raise ImportError(f"comfy_entrypoint() returned {type(extension).__name__}, not a ComfyExtension")
+        await extension.on_load()
+        listed = await extension.get_node_list()
+        if not isinstance(listed, list):
+            raise ImportError(f"get_node_list() returned {type(listed).__name__}, not a list of node classes")
+        return listed
+
+    mappings, display_names = {}, {}
+    for cls in nodespec.settle(node_list()):
+        schema = cls.GET_SCHEMA()
+        mappings[schema.node_id] = cls
+        if schema.display_name is not None:
+            display_names[schema.node_id] = schema.display_name
+    return mappings, display_names
+
+
+def _custom_nodes_package():
+    """The `custom_nodes` package every pack is loaded under (`custom_nodes.<pack>`), spanning all the folders."""
+    package = sys.modules.get("custom_nodes")
+    if package is None:
+        package = sys.modules["custom_nodes"] = types.ModuleType("custom_nodes")
+        package.__path__ = []
+    return package
 
 
 def _run_prestartup(package: Path) -> None:

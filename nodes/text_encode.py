@@ -49,6 +49,8 @@ def _size(default=1024):
 
 
 class CLIPTextEncodeSDXL:
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_clip_sdxl"
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
@@ -73,6 +75,8 @@ class CLIPTextEncodeSDXL:
 
 
 class CLIPTextEncodeSDXLRefiner:
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_clip_sdxl"
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {

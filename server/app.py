@@ -8,6 +8,7 @@ from aiohttp import web
 
 from engine import Engine, Settings
 from engine.folders import Folders
+from nodes.compat.comfy import cli_args
 from nodes.registry import NodeRegistry
 
 from . import middleware, routes, static
@@ -28,6 +29,7 @@ def build_registry(settings: Settings) -> NodeRegistry:
     if not settings.disable_custom_nodes:
         folders = Folders.from_settings(settings)
         folders.activate()  # packs call folder_paths as they are imported
+        cli_args.configure(settings)  # and read comfy.cli_args.args
         for directory in folders.paths("custom_nodes"):  # <base>/custom_nodes, then extra_model_paths entries
             for package in registry.load_custom_nodes(directory):
                 if package.error:

@@ -56,9 +56,11 @@ def match_channels(latent: torch.Tensor, channels: int = 4) -> torch.Tensor:
     return latent
 
 
-def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict, noise: Noise) \
-        -> tuple[dict, dict]:
-    """(output LATENT, denoised-x0 LATENT) for sampling `latent` down `sigmas`."""
+def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict, noise: Noise,
+           callback: Callable | None = None) -> tuple[dict, dict]:
+    """(output LATENT, denoised-x0 LATENT) for sampling `latent` down `sigmas`. `callback(step, x0, x, total)`,
+    when given, is called at each step in place of comfyd's progress and preview report (ComfyUI's sampler
+    callback, which reports them itself)."""
     model = guider.model
     latent_image = match_channels(latent["samples"], model.latent_channels)
     out = dict(latent, samples=latent_image)
@@ -95,7 +97,8 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
         denoiser = CFGDenoiser(model, prepared["positive"], prepared["negative"], guider.cfg)
     total = len(sigmas) - 1
     ctx = context.current()
-    to_image = previewer(ctx.preview_method, model.family, model.manager) if ctx is not None else None
+    reports = ctx is not None and callback is None
+    to_image = previewer(ctx.preview_method, model.family, model.manager) if reports else None
     last = {}
 
     def preview_of(x0):
@@ -109,10 +112,12 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
 
     def on_step(info):
         last["x0"] = info["denoised"]
-        if ctx is None:
-            return
-        ctx.check_interrupted()
-        ctx.progress(info["i"] + 1, total, preview_of(info["denoised"]) if to_image is not None else None)
+        if ctx is not None:
+            ctx.check_interrupted()
+        if callback is not None:
+            callback(info["i"], info["denoised"], info["x"], total)
+        elif reports:
+            ctx.progress(info["i"] + 1, total, preview_of(info["denoised"]) if to_image is not None else None)
 
     samples = ksampler.sample(sampler.name, denoiser, initial_noise, latent_image, sigmas, seed=noise.seed,
                               denoise_mask=mask, callback=on_step, options=sampler.options,

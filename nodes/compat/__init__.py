@@ -9,7 +9,8 @@ import importlib.abc
 import importlib.util
 import sys
 
-ROOTS = frozenset({"folder_paths", "comfy", "comfy_execution", "comfy_api"})
+ROOTS = frozenset({"folder_paths", "comfy", "comfy_execution", "comfy_api", "comfy_extras", "execution",
+                   "node_helpers", "latent_preview"})
 
 
 class _Aliases(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -88,12 +88,12 @@ def test_upscale_by_rounds_each_side():
 def test_composite_pastes_at_offset_and_clips_at_the_edges():
     target = {"samples": torch.zeros(1, 1, 6, 6), "noise_mask": torch.ones(1, 1, 6, 6)}
     source = {"samples": torch.full((1, 1, 3, 3), 7.0)}
-    (out,) = run("LatentComposite", target, source, 16, 8, 0)
+    (out,) = run("LatentComposite", target, source, 16, 8, feather=0)
     expected = torch.zeros(1, 1, 6, 6)
     expected[..., 1:4, 2:5] = 7.0
     assert torch.equal(out["samples"], expected)
     assert out["noise_mask"] is target["noise_mask"]
-    (out,) = run("LatentComposite", target, source, 40, 0, 0)  # x = 5 latent pixels: one column fits
+    (out,) = run("LatentComposite", target, source, 40, 0, feather=0)  # x = 5 latent pixels: one column fits
     expected = torch.zeros(1, 1, 6, 6)
     expected[..., 0:3, 5] = 7.0
     assert torch.equal(out["samples"], expected)
@@ -103,14 +103,14 @@ def test_composite_feathers_only_edges_inside_the_target():
     target = {"samples": torch.full((1, 2, 8, 8), 2.0)}
     source = {"samples": torch.zeros(1, 2, 4, 4)}
     # Placed at (2, 2) every edge is inside: each axis ramps 1/2, 1, 1, 1/2 (feather 2 latent pixels).
-    (out,) = run("LatentComposite", target, source, 16, 16, 16)
+    (out,) = run("LatentComposite", target, source, 16, 16, feather=16)
     ramp2 = torch.tensor([0.5, 1.0, 1.0, 0.5])
     weight = ramp2[:, None] * ramp2[None, :]
     expected = torch.full((1, 2, 8, 8), 2.0)
     expected[..., 2:6, 2:6] = 2.0 * (1 - weight)
     torch.testing.assert_close(out["samples"], expected)
     # At the origin the top and left edges lie on the target's border and stay hard.
-    (out,) = run("LatentComposite", target, source, 0, 0, 16)
+    (out,) = run("LatentComposite", target, source, 0, 0, feather=16)
     hard_start = torch.tensor([1.0, 1.0, 1.0, 0.5])
     weight = hard_start[:, None] * hard_start[None, :]
     torch.testing.assert_close(out["samples"][0, 0, :4, :4], 2.0 * (1 - weight))
@@ -119,7 +119,7 @@ def test_composite_feathers_only_edges_inside_the_target():
 
 def test_composite_keeps_dtype():
     target = {"samples": torch.zeros(1, 4, 4, 4, dtype=torch.float64)}
-    (out,) = run("LatentComposite", target, {"samples": torch.ones(1, 4, 2, 2, dtype=torch.float64)}, 8, 8, 8)
+    (out,) = run("LatentComposite", target, {"samples": torch.ones(1, 4, 2, 2, dtype=torch.float64)}, 8, 8, feather=8)
     assert out["samples"].dtype == torch.float64
 
 

@@ -1,12 +1,21 @@
-"""`comfy_api.latest`: what a node may ask of the running prompt, as coroutines (ComfyAPI) or plain calls
-(ComfyAPISync)."""
+"""`comfy_api.latest`: ComfyUI's V3 node API (`io` node schemas, `ui` outputs, ComfyExtension, which a pack's
+`comfy_entrypoint()` returns) and what a node may ask of the running prompt, as coroutines (ComfyAPI) or plain
+calls (ComfyAPISync)."""
 from __future__ import annotations
+
+import abc
 
 import numpy as np
 import torch
 from PIL import Image
 
 from engine import context
+
+from . import _io as io
+from . import _ui as ui  # noqa: F401 (re-exported)
+from ._input import AudioInput, ImageInput, LatentInput, MaskInput, VideoInput
+from ._input_impl import VideoFromComponents, VideoFromFile
+from ._util import VideoCodec, VideoComponents, VideoContainer
 
 PREVIEW_MAX_SIZE = 512
 
@@ -50,3 +59,36 @@ class ComfyAPISync(ComfyAPI):
 
 
 ComfyAPI_latest = ComfyAPI
+
+
+class ComfyExtension(abc.ABC):
+    """What a V3 pack's `comfy_entrypoint()` returns: its node classes, and a hook run when it loads."""
+
+    async def on_load(self) -> None:
+        """Set up what the pack's nodes share; runs once, before get_node_list."""
+
+    @abc.abstractmethod
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        ...
+
+
+class Input:
+    Image = ImageInput
+    Audio = AudioInput
+    Mask = MaskInput
+    Latent = LatentInput
+    Video = VideoInput
+
+
+class InputImpl:
+    VideoFromFile = VideoFromFile
+    VideoFromComponents = VideoFromComponents
+
+
+class Types:
+    VideoCodec = VideoCodec
+    VideoContainer = VideoContainer
+    VideoComponents = VideoComponents
+
+
+comfy_io = io  # the name packs written for ComfyUI 0.3.4x import

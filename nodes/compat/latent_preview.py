@@ -1,0 +1,54 @@
+"""`latent_preview`: live previews of sampling for custom nodes. `prepare_callback(model, steps)` makes the sampler
+callback that moves the node's progress bar with a preview from `get_previewer` (looked up when called, so a pack
+that replaces it, e.g. to preview a whole batch, changes what nodes.common_ksampler shows). comfyd's previewers
+know latent spaces by model family: where ComfyUI passes a LatentFormat, `latent_format` here is the MODEL's
+family ("sd", "sdxl", "flux", ...)."""
+from __future__ import annotations
+
+from engine import context
+from engine.sampling.preview import previewer
+
+from .comfy import utils
+from .comfy.cli_args import args
+
+MAX_PREVIEW_RESOLUTION = args.preview_size
+
+
+class LatentPreviewer:
+    def decode_latent_to_preview(self, x0):
+        """The first latent of the batch `x0` as a PIL image."""
+        raise NotImplementedError
+
+    def decode_latent_to_preview_image(self, preview_format, x0):
+        return "JPEG", self.decode_latent_to_preview(x0), MAX_PREVIEW_RESOLUTION
+
+
+class _EnginePreviewer(LatentPreviewer):
+    def __init__(self, to_image):
+        self.to_image = to_image
+
+    def decode_latent_to_preview(self, x0):
+        return self.to_image(x0)
+
+
+def get_previewer(device, latent_format) -> LatentPreviewer | None:
+    """The previewer of the running prompt's preview method (latent2rgb or TAESD), None for no previews."""
+    ctx = context.current()
+    method = ctx.preview_method if ctx is not None else args.preview_method.value
+    to_image = previewer(method, latent_format, context.model_manager())
+    return None if to_image is None else _EnginePreviewer(to_image)
+
+
+def prepare_callback(model, steps, x0_output_dict=None):
+    """callback(step, x0, x, total_steps) for comfy.sample: progress with a preview of x0 at each step (and x0 kept
+    in `x0_output_dict["x0"]`)."""
+    preview = get_previewer(model.manager.load_device if model.manager else None, model.family)
+    bar = utils.ProgressBar(steps)
+
+    def callback(step, x0, x, total_steps):
+        if x0_output_dict is not None:
+            x0_output_dict["x0"] = x0
+        image = preview.decode_latent_to_preview_image("JPEG", x0) if preview is not None else None
+        bar.update_absolute(step + 1, total_steps, image)
+
+    return callback
