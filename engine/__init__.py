@@ -19,11 +19,12 @@ from .folders import Folders
 from .history import History
 from .queue import PromptQueue, QueueFull
 from .settings import Settings
+from .store import Store, StoreError
 from .types import ExecutionResult, HistoryRecord, QueueItem
 from .validation import ValidationResult, validate_prompt
 from .worker import Worker
 
-__all__ = ["Engine", "Settings", "QueueFull", "QueueItem", "HistoryRecord", "ValidationResult"]
+__all__ = ["Engine", "Settings", "QueueFull", "QueueItem", "HistoryRecord", "ValidationResult", "StoreError"]
 
 # The ComfyUI release whose API comfyd reproduces (reported by /system_stats as `comfyui_version`).
 COMFYUI_API_VERSION = "0.3.64"
@@ -41,9 +42,11 @@ class Engine:
         self.folders = Folders.from_settings(settings)
         self.folders.create_dirs()
         self.folders.activate()
-        self.history = History(settings.history_size)
+        # Queue and history go to a database unless asked to live in memory only.
+        self.store = None if settings.in_memory_queue else Store(settings.database_path())
+        self.history = History(settings.history_size, self.store)
         self.queue = PromptQueue(on_change=self.sink.queue_changed, max_size=settings.max_queue_size,
-                                 on_removed=self._dropped)
+                                 on_removed=self._dropped, store=self.store)
         self.executor = Executor(registry, self.sink, preview_method=settings.preview_method,
                                  models=self.model_manager,
                                  cache=OutputCache(settings.cache_policy, settings.cache_lru_size))
@@ -54,6 +57,8 @@ class Engine:
                              self._finished)
         self._device = None
         self._models = None
+        if self.store is not None:
+            self._recover()
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -61,8 +66,38 @@ class Engine:
         self.worker.start()
 
     def stop(self) -> None:
-        self.queue.clear()
+        if self.store is None:
+            self.queue.clear()
+        else:
+            self.queue.close()  # stored pending prompts stay pending: they run after a restart
         self.worker.stop()
+        if self.store is not None and not self.worker.alive:
+            self.store.close()
+
+    def _recover(self) -> None:
+        """Prompts a previous process left unfinished: pending ones are queued again; one that was running when
+        it ended, and pending ones whose secrets were not stored, are recorded as failed, never dropped."""
+        pending, running, next_arrival = self.store.unfinished()
+        for item, _ in running:
+            self._fail(item, "comfyd stopped while this prompt was running (the process ended or was killed), "
+                             "so it did not finish. Queue it again to run it.")
+        runnable = []
+        for item, withheld in pending:
+            if withheld:
+                self._fail(item, f"comfyd restarted before this prompt ran and did not keep its "
+                                 f"{', '.join(withheld)} (secrets are never written to disk). Queue it again.")
+            else:
+                runnable.append(item)
+        self.queue.restore(runnable, next_arrival)
+        if running or pending:
+            log.info("restored the queue: %d pending prompt(s) to run, %d interrupted by the restart recorded as "
+                     "failed", len(runnable), len(pending) - len(runnable) + len(running))
+
+    def _fail(self, item: QueueItem, message: str) -> None:
+        error = {"prompt_id": item.prompt_id, "node_id": None, "node_type": None, "executed": [],
+                 "exception_message": message, "exception_type": "comfyd.PromptLost", "traceback": [],
+                 "current_inputs": {}, "current_outputs": [], "timestamp": timestamp_ms()}
+        self.history.record(item, ExecutionResult("error", False, [("execution_error", error)], {}, {}))
 
     @property
     def device(self):

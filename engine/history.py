@@ -4,14 +4,21 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from .store import Store
 from .types import ExecutionResult, HistoryRecord, QueueItem
 
 
 class History:
-    def __init__(self, max_size: int = 10000):
+    """The most recent `max_size` finished prompts in memory; with a store, written through to it (and read back
+    from it at start), so history outlives the process."""
+
+    def __init__(self, max_size: int = 10000, store: Store | None = None):
         self._lock = threading.Lock()
         self._records: OrderedDict[str, HistoryRecord] = OrderedDict()
         self._max_size = max_size
+        self._store = store
+        for item, entry, listed in store.finished(max_size) if store is not None else ():
+            self._records[item.prompt_id] = HistoryRecord(item, entry, listed)
 
     def record(self, item: QueueItem, result: ExecutionResult, *, listed: bool = True) -> HistoryRecord:
         entry = {
@@ -25,11 +32,16 @@ class History:
             "meta": result.meta,
         }
         record = HistoryRecord(item, entry, listed)
+        trimmed = []
         with self._lock:
+            if self._store is not None:
+                self._store.finish(item, entry, listed)
             self._records.pop(item.prompt_id, None)
             self._records[item.prompt_id] = record
             while len(self._records) > self._max_size:
-                self._records.popitem(last=False)
+                trimmed.append(self._records.popitem(last=False)[0])
+            if trimmed and self._store is not None:
+                self._store.forget(trimmed)
         return record
 
     def find(self, prompt_id: str) -> HistoryRecord | None:
@@ -60,10 +72,14 @@ class History:
     def delete(self, prompt_id: str) -> None:
         with self._lock:
             self._records.pop(prompt_id, None)
+            if self._store is not None:
+                self._store.forget([prompt_id])
 
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
+            if self._store is not None:
+                self._store.forget_all_finished()
 
     def __len__(self) -> int:
         with self._lock:

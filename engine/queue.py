@@ -6,6 +6,7 @@ import itertools
 import threading
 from typing import Callable
 
+from .store import Store
 from .types import QueueItem
 
 
@@ -15,7 +16,7 @@ class QueueFull(Exception):
 
 class PromptQueue:
     def __init__(self, on_change: Callable[[], None] = lambda: None, max_size: int = 0,
-                 on_removed: Callable[[list[QueueItem]], None] = lambda items: None):
+                 on_removed: Callable[[list[QueueItem]], None] = lambda items: None, store: Store | None = None):
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, QueueItem]] = []
         self._arrival = itertools.count()
@@ -23,12 +24,25 @@ class PromptQueue:
         self._on_change = on_change
         self._on_removed = on_removed  # pending prompts deleted or cleared: they will never run
         self._max_size = max_size
-        self._number = itertools.count()
+        self._next_number = store.counter("number") if store is not None else 0
         self._flags: dict[str, object] = {}
+        self._store = store  # pending prompts are written there before anyone can see them queued
+        self._closed = False
 
     def next_number(self) -> int:
         """The server-side counter behind each prompt's `number` (ComfyUI's default priority)."""
-        return next(self._number)
+        with self._cond:
+            self._next_number += 1
+            return self._next_number - 1
+
+    def restore(self, items: list[QueueItem], next_arrival: int) -> None:
+        """Queue again the prompts a previous process left pending (already stored, in arrival order)."""
+        with self._cond:
+            self._arrival = itertools.count(next_arrival)
+            for arrival, item in enumerate(items):
+                heapq.heappush(self._heap, (float(item.number), arrival, item))
+            self._cond.notify()
+        self._on_change()
 
     def is_full(self) -> bool:
         with self._cond:
@@ -41,7 +55,10 @@ class PromptQueue:
         with self._cond:
             if self._full():
                 raise QueueFull(f"the queue is full ({self._max_size} prompts)")
-            heapq.heappush(self._heap, (float(item.number), next(self._arrival), item))
+            arrival = next(self._arrival)
+            if self._store is not None:
+                self._store.add_pending(item, arrival, self._next_number)
+            heapq.heappush(self._heap, (float(item.number), arrival, item))
             self._cond.notify()
         self._on_change()
 
@@ -50,9 +67,11 @@ class PromptQueue:
         just before the prompt is seen as running (the worker clears a stale interrupt there, so an interrupt
         sent by anyone who saw it running is never lost)."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._heap, timeout=timeout):
+            if not self._cond.wait_for(lambda: self._heap or self._closed, timeout=timeout) or self._closed:
                 return None
             _, _, item = heapq.heappop(self._heap)
+            if self._store is not None:
+                self._store.mark_running(item.prompt_id)
             on_start()
             self._running[item.prompt_id] = item
         self._on_change()
@@ -95,6 +114,12 @@ class PromptQueue:
         if removed:
             self._on_removed(removed)
         self._on_change()
+
+    def close(self) -> None:
+        """Hand out no more prompts (shutting down): the pending ones stay queued, and stored."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def set_flag(self, name: str, value: object) -> None:
         with self._cond:

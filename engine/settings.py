@@ -29,6 +29,9 @@ class Settings:
     front_end_version: str | None = None
     front_end_root: Path | None = None
     history_size: int = 10000
+    # Queue and history in memory only (lost at exit, as in ComfyUI) instead of the database.
+    in_memory_queue: bool = False
+    database: Path | None = None  # default: <base directory>/comfyd.db
     # Which node outputs stay cached between prompts: "classic" (what the latest prompt used), "lru" (the
     # cache_lru_size most recently used), "none" (ComfyUI's --cache-classic / --cache-lru N / --cache-none).
     cache_policy: str = "classic"
@@ -45,6 +48,9 @@ class Settings:
             "user": self.user_directory,
         }[kind]
         return Path(override) if override else Path(self.base_directory) / kind
+
+    def database_path(self) -> Path:
+        return Path(self.database) if self.database else Path(self.base_directory) / "comfyd.db"
 
     @property
     def max_upload_size(self) -> int:

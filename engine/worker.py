@@ -41,6 +41,10 @@ class Worker:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             item = self.queue.get(timeout=0.2, on_start=self.interrupt.clear)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from engine import Settings
+from engine import Settings, StoreError
 from engine.context import PREVIEW_METHODS
 
 from .frontend import CUSTOM_VERSIONS, FrontendError, version_spec
@@ -47,6 +47,10 @@ def parse_args(argv: list[str]) -> Settings:
                         f"package if it is that version, else <base>/{CUSTOM_VERSIONS}/<owner>_<repo>/<version>/ "
                         "(comfyd does not download releases; default: the installed comfyui-frontend-package)")
     p.add_argument("--front-end-root", type=Path, default=None, help="serve the web app from this folder")
+    p.add_argument("--database", type=Path, default=None,
+                   help="the SQLite file keeping the queue and history (default: <base directory>/comfyd.db)")
+    p.add_argument("--in-memory-queue", action="store_true",
+                   help="keep the queue and history in memory only: lost at exit, as in ComfyUI")
     p.add_argument("--verbose", nargs="?", const="DEBUG", default=None,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     args = p.parse_args(argv)
@@ -73,6 +77,8 @@ def parse_args(argv: list[str]) -> Settings:
         front_end_root=args.front_end_root,
         cache_policy="none" if args.cache_none else "lru" if args.cache_lru > 0 else "classic",
         cache_lru_size=args.cache_lru,
+        in_memory_queue=args.in_memory_queue,
+        database=args.database,
     )
 
 
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         app = create_app(settings, argv=["comfyd", *argv])
-    except FrontendError as ex:
+    except (FrontendError, StoreError) as ex:
         sys.exit(f"comfyd: {ex}")
     hosts = [h.strip() for h in settings.listen.split(",") if h.strip()]
     print(f"comfyd: serving http://{hosts[0]}:{settings.port}", flush=True)

@@ -60,12 +60,13 @@ class MediaStore:
 
     # -- uploads -------------------------------------------------------------------------------------------
 
-    def save_upload(self, data: bytes, target: FileRef, *, overwrite: bool) -> str:
+    def save_upload(self, data: bytes, target: FileRef, *, overwrite: bool, images_only: bool = False) -> str:
         """Store an uploaded file as it came; returns the name it got. Like upstream, any file is taken (packs
-        and the frontend upload video, audio, 3D models and more through this route); one named as a raster
-        image must be one, so image nodes never meet a damaged file. /view serves only passive media inline."""
+        and the frontend upload video, audio, 3D models and more through /upload/image) unless `images_only`;
+        one named as a raster image must be one, so image nodes never meet a damaged file. /view serves only
+        passive media inline."""
         guessed = mimetypes.guess_type(target.filename)[0] or ""
-        if guessed.startswith("image/") and guessed not in SCRIPTABLE_TYPES:
+        if images_only or (guessed.startswith("image/") and guessed not in SCRIPTABLE_TYPES):
             check_image(data, "The uploaded file")
         return self._store(data, data, target, overwrite)
 

@@ -134,7 +134,8 @@ async def _save_upload(store: MediaStore, upload: web.FileField) -> None:
     """Saved under its own name in input/, replacing a file of that name, so the prompt can name it."""
     try:
         data = await asyncio.to_thread(upload.file.read)
-        await asyncio.to_thread(store.save_upload, data, FileRef("input", "", upload.filename or ""), overwrite=True)
+        await asyncio.to_thread(store.save_upload, data, FileRef("input", "", upload.filename or ""), overwrite=True,
+                                images_only=True)  # the images a v1 prompt's LoadImage nodes name
     except MediaError as ex:
         raise bad_request(f"The uploaded file {upload.filename!r}: {ex.message}"[:300], ex.details, status=ex.status)
     except OSError as ex:

@@ -104,6 +104,17 @@ def make_base(base: Path) -> Path:
     return base
 
 
+def wait_until(condition, timeout: float = 30, what: str = "condition"):
+    """`condition()`'s first truthy value, polled until `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class Recorder:
     """What the page did: every request, the same-origin ones that failed, console errors, page errors."""
 

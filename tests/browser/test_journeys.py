@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 
 import pytest
 from PIL import Image
 
 from tests.browser.frontends import FRONTENDS
-from tests.browser.live import READY, SAVED_IMAGE, WORKFLOW, boot, close, load_api_workflow, run_button
+from tests.browser.live import (READY, SAVED_IMAGE, WORKFLOW, boot, close, load_api_workflow, run_button,
+                                wait_until)
 
 # The frontend logs the rejected /api/prompt as an uncaught PromptExecutionError after it has shown the error.
 PROMPT_REJECTED = "PromptExecutionError"
@@ -30,16 +30,6 @@ def started_app(open_page, server):
     page, recorder, templates = boot(open_page, server)
     close(page, templates)
     return page, recorder
-
-
-def wait_until(condition, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def workflow(**changes) -> dict:
