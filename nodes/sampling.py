@@ -1,7 +1,11 @@
-"""KSampler and KSamplerAdvanced: denoise a latent with a model and positive/negative conditioning."""
+"""KSampler and KSamplerAdvanced: denoise a latent with a model and positive/negative conditioning.
+
+Both run `nodes.common_ksampler`, which goes through `comfy.sample.sample`, `comfy.samplers.KSampler` and
+`latent_preview`, looked up at each call: custom node packs that rebind those (as packs written for ComfyUI do at
+import) change what these nodes do, as in ComfyUI."""
 from __future__ import annotations
 
-from engine.sampling.run import ksample
+import nodes
 from engine.sampling.samplers import SAMPLER_NAMES
 from engine.sampling.schedules import SCHEDULER_NAMES
 
@@ -35,8 +39,8 @@ class KSampler:
     DESCRIPTION = "Uses the provided model, positive and negative conditioning to denoise the latent image."
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise=1.0):
-        return (ksample(model, latent_image, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name,
-                        scheduler=scheduler, positive=positive, negative=negative, denoise=denoise),)
+        return nodes.common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                     latent_image, denoise=denoise)
 
 
 class KSamplerAdvanced:
@@ -64,10 +68,10 @@ class KSamplerAdvanced:
 
     def sample(self, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
                latent_image, start_at_step, end_at_step, return_with_leftover_noise, denoise=1.0):
-        return (ksample(model, latent_image, seed=noise_seed, steps=steps, cfg=cfg, sampler_name=sampler_name,
-                        scheduler=scheduler, positive=positive, negative=negative, denoise=denoise,
-                        disable_noise=add_noise == "disable", start_step=start_at_step, last_step=end_at_step,
-                        force_full_denoise=return_with_leftover_noise != "enable"),)
+        return nodes.common_ksampler(model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                     latent_image, denoise=denoise, disable_noise=add_noise == "disable",
+                                     start_step=start_at_step, last_step=end_at_step,
+                                     force_full_denoise=return_with_leftover_noise != "enable")
 
 
 NODE_CLASS_MAPPINGS = {"KSampler": KSampler, "KSamplerAdvanced": KSamplerAdvanced}

@@ -2,8 +2,12 @@
 decoder from models/vae_approx when one fits the model's latent space (ComfyUI's taesd; auto prefers it)."""
 from __future__ import annotations
 
+import logging
+
 import torch
 from PIL import Image
+
+log = logging.getLogger("comfyd.sampling")
 
 # Per latent space: (channels x 3 latent-to-RGB factors, RGB bias), published with the latent formats.
 LATENT_RGB = {
@@ -35,6 +39,25 @@ def latent_space(family: str) -> str:
 def _to_image(rgb: torch.Tensor) -> Image.Image:
     """[H, W, 3] in -1..1 -> RGB image."""
     return Image.fromarray(((rgb.float() + 1.0) / 2.0).clamp(0, 1).mul(255).to(torch.uint8).cpu().numpy())
+
+
+def guarded(to_image):
+    """`to_image` answering None instead of raising: a preview is a nicety and must never fail the prompt. After
+    a failure (logged once) it makes no more previews."""
+    failed = False
+
+    def preview(x0):
+        nonlocal failed
+        if failed:
+            return None
+        try:
+            return to_image(x0)
+        except Exception:
+            failed = True
+            log.warning("live preview failed; no more previews in this run", exc_info=True)
+            return None
+
+    return preview
 
 
 def previewer(method: str, family: str, manager=None):

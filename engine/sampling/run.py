@@ -3,7 +3,6 @@ guidance, the sampler, progress and previews, for a DiffusionModel and LATENT / 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Callable
 
 import torch
@@ -12,9 +11,7 @@ from .. import context
 from . import ksampler, noise as noise_mod, schedules
 from .guidance import (CFGDenoiser, add_opposite_areas, prepare, share_control_with_uncond,
                        share_gligen_with_uncond)
-from .preview import previewer
-
-log = logging.getLogger("comfyd.sampling")
+from .preview import guarded, previewer
 
 
 @dataclasses.dataclass
@@ -99,16 +96,12 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
     ctx = context.current()
     reports = ctx is not None and callback is None
     to_image = previewer(ctx.preview_method, model.family, model.manager) if reports else None
+    to_image = guarded(to_image) if to_image is not None else None
     last = {}
 
     def preview_of(x0):
-        nonlocal to_image
-        try:
-            return "JPEG", to_image(x0), 512
-        except Exception:  # a preview is a nicety: it must never fail the prompt
-            log.warning("live preview failed; no more previews in this run", exc_info=True)
-            to_image = None
-            return None
+        image = to_image(x0)
+        return ("JPEG", image, 512) if image is not None else None
 
     def on_step(info):
         last["x0"] = info["denoised"]

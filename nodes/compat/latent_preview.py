@@ -6,7 +6,7 @@ family ("sd", "sdxl", "flux", ...)."""
 from __future__ import annotations
 
 from engine import context
-from engine.sampling.preview import previewer
+from engine.sampling.preview import guarded, previewer
 
 from .comfy import utils
 from .comfy.cli_args import args
@@ -20,12 +20,13 @@ class LatentPreviewer:
         raise NotImplementedError
 
     def decode_latent_to_preview_image(self, preview_format, x0):
-        return "JPEG", self.decode_latent_to_preview(x0), MAX_PREVIEW_RESOLUTION
+        image = self.decode_latent_to_preview(x0)
+        return ("JPEG", image, MAX_PREVIEW_RESOLUTION) if image is not None else None
 
 
 class _EnginePreviewer(LatentPreviewer):
     def __init__(self, to_image):
-        self.to_image = to_image
+        self.to_image = guarded(to_image)  # a failing preview gives None: it never fails the prompt
 
     def decode_latent_to_preview(self, x0):
         return self.to_image(x0)

@@ -273,3 +273,37 @@ def test_sampling_helpers_agree_with_the_engine():
     tiled = utils.tiled_scale(image, lambda t: t.repeat_interleave(2, -1).repeat_interleave(2, -2), tile_x=16,
                               tile_y=24, overlap=4, upscale_amount=2, out_channels=3)
     assert torch.allclose(tiled, image.repeat_interleave(2, -1).repeat_interleave(2, -2), atol=1e-6)
+
+
+REBINDING_PACK = '''
+import comfy.sample
+
+CALLS = []
+_sample = comfy.sample.sample
+
+
+def sample(model, noise, steps, *args, **kwargs):
+    CALLS.append((steps, kwargs.get("denoise")))
+    return _sample(model, noise, steps, *args, **kwargs)
+
+
+comfy.sample.sample = sample  # as sampling packs do at import: every KSampler must now come through here
+NODE_CLASS_MAPPINGS = {}
+'''
+
+
+async def test_built_in_samplers_call_through_what_a_pack_rebinds(aiohttp_client, tmp_path, monkeypatch):
+    monkeypatch.setattr(sample, "sample", sample.sample)
+    (tmp_path / "custom_nodes" / "rebinding_pack").mkdir(parents=True)
+    (tmp_path / "custom_nodes" / "rebinding_pack" / "__init__.py").write_text(REBINDING_PACK)
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    write_sd15(tmp_path / "models" / "checkpoints" / "tiny.safetensors")
+    client = await aiohttp_client(create_app(Settings(base_directory=tmp_path, cpu=True)))
+    prompt = default_workflow("tiny.safetensors", steps=2)
+    await run_ok(client, prompt)
+    prompt["3"] = {"class_type": "KSamplerAdvanced", "inputs": {
+        "model": ["4", 0], "add_noise": "enable", "noise_seed": 7, "steps": 3, "cfg": 6.0, "sampler_name": "euler",
+        "scheduler": "normal", "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0],
+        "start_at_step": 0, "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
+    await run_ok(client, prompt)
+    assert sys.modules["custom_nodes.rebinding_pack"].CALLS == [(2, 1.0), (3, 1.0)]
