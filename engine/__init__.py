@@ -39,7 +39,8 @@ class Engine:
         self.registry = registry
         self.sink = sink or NullSink()
         self.argv = list(argv if argv is not None else sys.argv)
-        self.folders = Folders.from_settings(settings)
+        # the folder table custom nodes saw (and may have edited) while they loaded, else a new one
+        self.folders = getattr(registry, "folders", None) or Folders.from_settings(settings)
         self.folders.create_dirs()
         self.folders.activate()
         # Queue and history go to a database unless asked to live in memory only.

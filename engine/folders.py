@@ -53,10 +53,10 @@ class Folders:
         self.user = Path(user_dir).resolve()
         models = self.base / "models"
         self._paths: dict[str, list[Path]] = {}
-        self._extensions: dict[str, frozenset[str]] = {}
+        self._extensions: dict[str, set[str]] = {}  # mutable: custom nodes add extensions to folders
         for name, (subdirs, exts) in MODEL_FOLDERS.items():
             self._paths[name] = [models / sub for sub in subdirs]
-            self._extensions[name] = exts
+            self._extensions[name] = set(exts)
         self._paths["custom_nodes"] = [self.base / "custom_nodes"]
 
     @classmethod
@@ -87,10 +87,27 @@ class Folders:
     def paths(self, name: str) -> list[Path]:
         return list(self._paths.get(LEGACY_NAMES.get(name, name), ()))
 
+    def live_paths(self, name: str) -> list[Path]:
+        """The folder's own list of roots: edits to it take effect (ComfyUI's folder table is mutable)."""
+        return self._paths[LEGACY_NAMES.get(name, name)]
+
+    def extensions(self, name: str) -> set[str]:
+        """The folder's own set of file extensions listed (empty: every file), mutable as ComfyUI's."""
+        return self._extensions[LEGACY_NAMES.get(name, name)]
+
+    def set_folder(self, name: str, paths: list[Path], extensions: set[str]) -> None:
+        name = LEGACY_NAMES.get(name, name)
+        self._paths[name], self._extensions[name] = list(paths), set(extensions)
+
+    def remove_folder(self, name: str) -> None:
+        name = LEGACY_NAMES.get(name, name)
+        del self._paths[name]
+        self._extensions.pop(name, None)
+
     def add_path(self, name: str, path: Path, *, first: bool = False) -> None:
         name = LEGACY_NAMES.get(name, name)
         paths = self._paths.setdefault(name, [])
-        self._extensions.setdefault(name, MODEL_EXTENSIONS)
+        self._extensions.setdefault(name, set())  # a folder a custom node adds lists every file, as upstream
         path = Path(path)
         if path in paths:
             paths.remove(path)

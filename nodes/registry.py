@@ -65,6 +65,7 @@ class NodeRegistry:
         self.display_names: dict[str, str] = {}
         self.python_modules: dict[str, str] = {}
         self.packages: list[CustomNodePackage] = []
+        self.folders = None  # the engine.folders.Folders active while custom nodes loaded
 
     def register(self, mappings: dict, display_names: dict | None = None, *, python_module: str = "nodes") -> None:
         for name, cls in mappings.items():

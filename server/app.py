@@ -27,8 +27,9 @@ def build_registry(settings: Settings) -> NodeRegistry:
     registry = NodeRegistry()
     registry.load_builtins()
     if not settings.disable_custom_nodes:
-        folders = Folders.from_settings(settings)
-        folders.activate()  # packs call folder_paths as they are imported
+        # packs call folder_paths as they are imported, and may edit its table: the engine keeps using this one
+        folders = registry.folders = Folders.from_settings(settings)
+        folders.activate()
         cli_args.configure(settings)  # and read comfy.cli_args.args
         for directory in folders.paths("custom_nodes"):  # <base>/custom_nodes, then extra_model_paths entries
             for package in registry.load_custom_nodes(directory):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping, MutableSequence
+from pathlib import Path
 
 from engine import folders as _folders
 from engine.folders import MODEL_EXTENSIONS
@@ -71,8 +73,6 @@ def exists_annotated_filepath(name: str) -> bool:
 
 def get_save_image_path(filename_prefix: str, output_dir: str, image_width=0, image_height=0):
     """(full folder, file name, next counter, subfolder, prefix) for numbered saves, as ComfyUI returns them."""
-    from pathlib import Path
-
     from nodes.image import expand_prefix, next_counter
 
     prefix = expand_prefix(filename_prefix, image_width, image_height)
@@ -91,7 +91,65 @@ def __getattr__(name: str):
         return str(_active().base)
     if name == "models_dir":
         return str(_active().base / "models")
-    if name == "folder_names_and_paths":
-        active = _active()
-        return {n: ([str(p) for p in active.paths(n)], supported_pt_extensions) for n in active.names()}
     raise AttributeError(name)
+
+
+class _RootList(MutableSequence):
+    """One folder's roots as strings; edits (append, insert, ...) go to the active folders."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def _roots(self) -> list[Path]:
+        return _active().live_paths(self._name)
+
+    def __getitem__(self, index):
+        roots = self._roots()[index]
+        return [str(p) for p in roots] if isinstance(index, slice) else str(roots)
+
+    def __setitem__(self, index, value):
+        self._roots()[index] = [Path(v) for v in value] if isinstance(index, slice) else Path(value)
+
+    def __delitem__(self, index):
+        del self._roots()[index]
+
+    def __len__(self) -> int:
+        return len(self._roots())
+
+    def insert(self, index: int, value) -> None:
+        self._roots().insert(index, Path(value))
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+class _FolderTable(MutableMapping):
+    """ComfyUI's `folder_names_and_paths`: {name: ([roots], {extensions})}, live over the active folders, so a
+    pack that adds a folder, a root or an extension (by item assignment or by editing the list or set it got)
+    changes what get_filename_list and the loaders see."""
+
+    def __getitem__(self, name: str):
+        if name not in _active().names() and name not in _folders.LEGACY_NAMES:
+            raise KeyError(name)
+        return _RootList(name), _active().extensions(name)
+
+    def __setitem__(self, name: str, value) -> None:
+        roots, extensions = value
+        _active().set_folder(name, [Path(r) for r in roots], set(extensions))
+
+    def __delitem__(self, name: str) -> None:
+        if name not in _active().names():
+            raise KeyError(name)
+        _active().remove_folder(name)
+
+    def __iter__(self):
+        return iter(_active().names())
+
+    def __len__(self) -> int:
+        return len(_active().names())
+
+
+folder_names_and_paths = _FolderTable()

@@ -71,3 +71,49 @@ async def test_the_embedded_client_loads_the_same_packs(tmp_path):
                                                                               "failing_prestartup": None}
         outputs = await client.queue_prompt({"1": {"class_type": "EarlyNode", "inputs": {"ckpt": "m.safetensors"}}})
     assert outputs == {}
+
+
+TABLE_PACK = '''
+from pathlib import Path
+
+import folder_paths
+
+HERE = Path(__file__).parent
+# what packs do at import: a folder of their own, an extension and a root added to built-in folders
+folder_paths.folder_names_and_paths["luts"] = ([str(HERE / "luts")], {".cube"})
+folder_paths.folder_names_and_paths["checkpoints"][1].add(".gguf")
+folder_paths.folder_names_and_paths["loras"][0].append(str(HERE / "more_loras"))
+folder_paths.add_model_folder_path("notes", str(HERE / "notes"))  # a new folder lists every file
+
+
+class Lists:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {name: (folder_paths.get_filename_list(name),)
+                             for name in ("luts", "checkpoints", "loras", "notes")}}
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    CATEGORY = "pack"
+
+
+NODE_CLASS_MAPPINGS = {"PackLists": Lists}
+'''
+
+
+async def test_packs_edit_the_folder_table_and_the_loaders_see_it(aiohttp_client, tmp_path):
+    pack = tmp_path / "custom_nodes" / "table_pack"
+    for folder, name in [("luts", "warm.cube"), ("luts", "readme.txt"), ("more_loras", "extra.safetensors"),
+                         ("notes", "put_files_here.txt")]:
+        (pack / folder).mkdir(parents=True, exist_ok=True)
+        (pack / folder / name).write_bytes(b"x")
+    (pack / "__init__.py").write_text(TABLE_PACK)
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    for name in ("model.gguf", "model.safetensors"):
+        (tmp_path / "models" / "checkpoints" / name).write_bytes(b"x")
+    client = await aiohttp_client(create_app(Settings(base_directory=tmp_path)))
+    inputs = (await (await client.get("/object_info/PackLists")).json())["PackLists"]["input"]["required"]
+    assert {name: spec[0] for name, spec in inputs.items()} == {
+        "luts": ["warm.cube"], "checkpoints": ["model.gguf", "model.safetensors"], "loras": ["extra.safetensors"],
+        "notes": ["put_files_here.txt"]}
+    models = await (await client.get("/models/checkpoints")).json()
+    assert models == ["model.gguf", "model.safetensors"]
