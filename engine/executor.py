@@ -470,7 +470,7 @@ class _PromptRun:
     def collect(cls, returns: list) -> NodeOutput:
         """Merge the per-call returns into per-slot value lists and one UI dict."""
         flags = nodespec.output_is_list(cls)
-        values: list[list] = [[] for _ in flags]
+        values: list[list] = []  # per slot returned: as upstream, a node may return more or fewer than declared
         ui: dict | None = None
         for ret in returns:
             result = ret
@@ -486,11 +486,12 @@ class _PromptRun:
                     result = (result,) * len(flags)
             if result is None:
                 result = ()
-            if not isinstance(result, (tuple, list)) or len(result) != len(flags):
-                raise TypeError(f"{cls.__name__} returned {len(result) if isinstance(result, (tuple, list)) else type(result).__name__} "
-                                f"value(s); its RETURN_TYPES declare {len(flags)}")
+            if not isinstance(result, (tuple, list)):
+                raise TypeError(f"{cls.__name__} returned {type(result).__name__}, not a tuple of its outputs")
             for slot, value in enumerate(result):
-                _add_output(values[slot], value, flags[slot])
+                if slot == len(values):
+                    values.append([])
+                _add_output(values[slot], value, slot < len(flags) and flags[slot])
         return NodeOutput(values, ui)
 
     def finish(self, node_id: str, output: NodeOutput, *, replay: bool) -> None:

@@ -139,6 +139,18 @@ class Positive(Node):
         return (value,)
 
 
+class Loose(Node):
+    """Returns fewer values than it declares, as some published nodes do (ComfyUI takes what is returned)."""
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": (IO.FLOAT, {"forceInput": True})}}
+    RETURN_TYPES = (IO.FLOAT, IO.FLOAT)
+    OUTPUT_NODE = True
+
+    def run(self, value):
+        return (value,)
+
+
 class Show(Node):
     @classmethod
     def INPUT_TYPES(cls):
@@ -151,7 +163,7 @@ class Show(Node):
 
 
 NODE_CLASS_MAPPINGS = {"Pack" + cls.__name__: cls for cls in (Number, Sum, Repeat, Gate, Describe, AsyncDouble,
-                                                              Meet, Positive, Show)}
+                                                              Meet, Positive, Loose, Show)}
 '''
 
 
@@ -265,3 +277,11 @@ async def test_async_nodes_overlap_and_one_failing_fails_only_its_prompt(pack_cl
     [error] = of_type(messages, "execution_error")
     assert (error["node_id"], error["exception_message"]) == ("3", "b2 fails after meeting a2\n")
     assert (await shown(pack_client, meeting("3")))[0] == [4]  # the worker goes on
+
+
+async def test_a_node_may_return_fewer_values_than_it_declares(pack_client):
+    prompt = {"1": number(5), "2": {"class_type": "PackLoose", "inputs": {"value": ["1", 0]}},
+              "8": {"class_type": "PackShow", "inputs": {"value": ["2", 0]}}, "9": show("2")}
+    prompt["9"]["inputs"]["value"] = ["2", 1]  # the slot it did not return reaches its user as None
+    values, messages = await shown(pack_client, prompt)
+    assert values == [None] and (await shown(pack_client, prompt, "8"))[0] == [5]
