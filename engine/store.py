@@ -12,11 +12,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .types import QueueItem
+from .types import SECRET_KEYS, QueueItem
 
 SCHEMA_VERSION = 1
-# extra_data keys that carry credentials (kept in memory only)
-SECRET_KEYS = frozenset({"api_key_comfy_org", "auth_token_comfy_org"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS prompts (
@@ -81,9 +79,8 @@ class Store:
     # -- the queue -----------------------------------------------------------------------------------------
 
     def add_pending(self, item: QueueItem, seq: int, next_number: int) -> None:
-        extra = {k: v for k, v in item.extra_data.items() if k not in SECRET_KEYS}
         withheld = sorted(set(item.extra_data) & SECRET_KEYS)
-        row = [item.number, item.prompt_id, item.prompt, extra, item.outputs_to_execute]
+        row = item.as_list()
         with self._lock, self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO prompts (prompt_id, seq, number, item, created_ns, withheld, state) "
@@ -111,8 +108,7 @@ class Store:
 
     def finish(self, item: QueueItem, entry: dict, listed: bool) -> None:
         """Record `item` as finished with its history entry (adding it when it never was queued here)."""
-        extra = {k: v for k, v in item.extra_data.items() if k not in SECRET_KEYS}
-        stored_entry = dict(entry, prompt=[item.number, item.prompt_id, item.prompt, extra, item.outputs_to_execute])
+        stored_entry = dict(entry, prompt=item.as_list())
         row = json.dumps(stored_entry["prompt"])
         with self._lock, self._db:
             finished_seq = self._db.execute("SELECT coalesce(max(finished_seq), 0) + 1 FROM prompts").fetchone()[0]

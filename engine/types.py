@@ -9,6 +9,10 @@ import time
 from typing import Any
 
 
+# extra_data keys that carry credentials: they reach the nodes only, never a stored or served copy of the prompt.
+SECRET_KEYS = frozenset({"api_key_comfy_org", "auth_token_comfy_org"})
+
+
 @dataclasses.dataclass(frozen=True)
 class QueueItem:
     number: float | int
@@ -21,8 +25,12 @@ class QueueItem:
     created_ns: int = dataclasses.field(default_factory=time.time_ns, compare=False)
 
     def as_list(self) -> list:
-        """ComfyUI's wire shape for queue and history entries: a 5-element array."""
-        return [self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs_to_execute]
+        """ComfyUI's wire shape for queue and history entries: a 5-element array (secrets left out)."""
+        return [self.number, self.prompt_id, self.prompt, self.public_extra_data, self.outputs_to_execute]
+
+    @property
+    def public_extra_data(self) -> dict[str, Any]:
+        return {k: v for k, v in self.extra_data.items() if k not in SECRET_KEYS}
 
     @property
     def client_id(self) -> str | None:

@@ -116,7 +116,7 @@ class JobView:
         if job.record is not None:
             detail["outputs"] = job.record.entry["outputs"]
             detail["execution_status"] = job.record.entry["status"]
-        detail["workflow"] = {"prompt": job.item.prompt, "extra_data": job.item.extra_data}
+        detail["workflow"] = {"prompt": job.item.prompt, "extra_data": job.item.public_extra_data}
         return detail
 
     def assets(self, prompt_id: str) -> list[dict] | None:

@@ -183,6 +183,20 @@ class TestHidden:
         return {"ui": {"uid": [uid], "nodes": sorted(prompt), "extra": [extra]}}
 
 
+class TestApiKey:
+    """Shows the length of the API key the prompt's extra_data gave it (a secret: the key itself is not shown)."""
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}, "hidden": {"key": "API_KEY_COMFY_ORG"}}
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    CATEGORY = "tests"
+
+    def run(self, key):
+        return {"ui": {"key_length": [len(key or "")]}}
+
+
 class TestExpandDouble:
     """Expands into a subgraph: value + value through TestAdd, plus an output node inside the subgraph."""
     @classmethod
@@ -202,5 +216,5 @@ class TestExpandDouble:
 
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
     TestConstant, TestAdd, TestOutput, TestListOutput, TestListSum, TestLazySwitch, TestFail, TestSlow,
-    TestValidated, TestAlwaysChanged, TestHidden, TestExpandDouble)}
+    TestValidated, TestAlwaysChanged, TestHidden, TestApiKey, TestExpandDouble)}
 NODE_DISPLAY_NAME_MAPPINGS = {"TestAdd": "Add (test)"}

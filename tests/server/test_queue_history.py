@@ -49,6 +49,25 @@ async def test_queue_shows_running_and_pending_and_front_jumps_ahead(client):
     await ws.close()
 
 
+async def test_secrets_in_extra_data_reach_the_node_and_are_never_served(client):
+    secret = "comfyui-0123456789abcdef"
+    ws = await client.ws_connect("/ws?clientId=s")
+    await next_message(ws)
+    running = await queue_prompt(client, slow(1), client_id="s")
+    await messages_until(ws, lambda m: isinstance(m, dict) and m["type"] == "progress")
+    keyed = await queue_prompt(client, {"1": {"class_type": "TestApiKey", "inputs": {}}}, client_id="s",
+                               extra_data={"api_key_comfy_org": secret, "auth_token_comfy_org": secret})
+    pending = (await (await client.get("/queue")).json())["queue_pending"]
+    assert [item[1] for item in pending] == [keyed["prompt_id"]] and pending[0][3] == {"client_id": "s"}
+    await client.post("/interrupt")
+    entry = await wait_history(client, keyed["prompt_id"])
+    assert entry["outputs"]["1"] == {"key_length": [len(secret)]}  # the node got it
+    for path in ("/queue", "/history", f"/history/{keyed['prompt_id']}", "/api/jobs",
+                 f"/api/jobs/{keyed['prompt_id']}"):
+        assert secret not in await (await client.get(path)).text(), path
+    await ws.close()
+
+
 async def test_explicit_number_is_the_priority(client):
     ws = await client.ws_connect("/ws?clientId=n")
     await next_message(ws)
