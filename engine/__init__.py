@@ -79,9 +79,12 @@ class Engine:
         """Prompts a previous process left unfinished: pending ones are queued again; one that was running when
         it ended, and pending ones whose secrets were not stored, are recorded as failed, never dropped."""
         pending, running, next_arrival = self.store.unfinished()
+        if self.settings.requeue_interrupted:
+            pending, running = running + pending, []  # the interrupted ones first, as they were queued first
         for item, _ in running:
             self._fail(item, "comfyd stopped while this prompt was running (the process ended or was killed), "
-                             "so it did not finish. Queue it again to run it.")
+                             "so it did not finish. Queue it again to run it (or start comfyd with "
+                             "--requeue-interrupted).")
         runnable = []
         for item, withheld in pending:
             if withheld:

@@ -31,6 +31,8 @@ class Settings:
     history_size: int = 10000
     # Queue and history in memory only (lost at exit, as in ComfyUI) instead of the database.
     in_memory_queue: bool = False
+    # Run again, after a restart, the prompt that was running when the process died (default: record it failed).
+    requeue_interrupted: bool = False
     database: Path | None = None  # default: <base directory>/comfyd.db
     # Which node outputs stay cached between prompts: "classic" (what the latest prompt used), "lru" (the
     # cache_lru_size most recently used), "none" (ComfyUI's --cache-classic / --cache-lru N / --cache-none).

@@ -49,6 +49,10 @@ def parse_args(argv: list[str]) -> Settings:
     p.add_argument("--front-end-root", type=Path, default=None, help="serve the web app from this folder")
     p.add_argument("--database", type=Path, default=None,
                    help="the SQLite file keeping the queue and history (default: <base directory>/comfyd.db)")
+    p.add_argument("--max-history", type=int, default=10000, metavar="N",
+                   help="finished prompts kept in the history (older ones are forgotten; their files stay)")
+    p.add_argument("--requeue-interrupted", action="store_true",
+                   help="after a restart, run again the prompt that was running when the process ended")
     p.add_argument("--in-memory-queue", action="store_true",
                    help="keep the queue and history in memory only: lost at exit, as in ComfyUI")
     p.add_argument("--verbose", nargs="?", const="DEBUG", default=None,
@@ -78,6 +82,8 @@ def parse_args(argv: list[str]) -> Settings:
         cache_policy="none" if args.cache_none else "lru" if args.cache_lru > 0 else "classic",
         cache_lru_size=args.cache_lru,
         in_memory_queue=args.in_memory_queue,
+        requeue_interrupted=args.requeue_interrupted,
+        history_size=args.max_history,
         database=args.database,
     )
 
