@@ -43,14 +43,14 @@ def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: l
     logs = LogBuffer(hub)
     logs.capture()
     prompt_server = PromptServer(hub)  # before custom nodes load: they register routes on it at import
-    engine = Engine(settings, registry or build_registry(settings), hub, argv=argv)
-
     middlewares = [static.cache_control, middleware.errors_as_json]
     if settings.enable_cors_header:
         middlewares.append(middleware.cors(settings.enable_cors_header))
     else:
         middlewares.append(middleware.origin_check)
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_upload_size)
+    prompt_server.app = app  # packs add routes (static folders) to it at import, so it comes before they load
+    engine = Engine(settings, registry or build_registry(settings), hub, argv=argv)
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[HUB] = hub

@@ -1,5 +1,6 @@
 """`server.PromptServer` for nodes written for ComfyUI: `PromptServer.instance.send_sync(...)` to message clients,
-`PromptServer.instance.routes` to add HTTP routes (served bare and under /api, as ComfyUI does)."""
+`PromptServer.instance.routes` to add HTTP routes (served bare and under /api, as ComfyUI does), `.app` to add
+to the aiohttp application directly (static folders)."""
 from __future__ import annotations
 
 from aiohttp import web
@@ -15,6 +16,7 @@ class PromptServer:
         self.routes = web.RouteTableDef()
         self.client_id: str | None = None
         self.supports = ["custom_nodes_from_web"]
+        self.app: web.Application | None = None  # the aiohttp application, set before custom nodes load
         PromptServer.instance = self
 
     def send_sync(self, event: str, data, sid: str | None = None) -> None:

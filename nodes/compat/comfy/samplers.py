@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from engine.sampling import run, schedules
-from engine.sampling.guidance import calc_cond_batch as _calc_cond_batch
+from engine.sampling.guidance import calc_cond_batch as _calc_cond_batch, cfg_function
 from engine.sampling.samplers import SAMPLER_NAMES
 from engine.sampling.schedules import SCHEDULER_NAMES, calculate_sigmas  # noqa: F401 (re-exported)
 
@@ -75,3 +75,36 @@ class KSampler:
 def calc_cond_batch(model, conds, x_in, timestep, model_options=None):
     """The model's prediction for each conditioning list (as a patch function's args hand them over)."""
     return _calc_cond_batch(model, conds, x_in, timestep, model_options)
+
+
+def sampling_function(model, x, timestep, uncond, cond, cond_scale, model_options=None, seed=None):
+    """The guided prediction at `timestep`: the conditional and unconditional predictions combined by
+    classifier-free guidance at `cond_scale` (with the model's cfg patches)."""
+    options = model_options or {}
+    cond_pred, uncond_pred = _calc_cond_batch(model, [cond, uncond], x, timestep, options)
+    return cfg_function(model, options, cond_pred, uncond_pred, cond_scale, x, timestep, cond=cond, uncond=uncond)
+
+
+class KSAMPLER(run.Sampler):
+    """ComfyUI's SAMPLER of a sampler function, for packs that define samplers at import. comfyd samples with its
+    own samplers by name, so sampling with one whose function is not among them fails."""
+
+    def __init__(self, sampler_function, extra_options=None, inpaint_options=None):
+        super().__init__(getattr(sampler_function, "__name__", "custom"), dict(extra_options or {}))
+        self.sampler_function = sampler_function
+        self.inpaint_options = inpaint_options or {}
+
+
+class CFGGuider(run.Guider):
+    """A GUIDER value made as ComfyUI's: from the model, then `set_conds` and `set_cfg`."""
+
+    def __init__(self, model_patcher):
+        super().__init__(model_patcher, [], [])
+        self.model_patcher = model_patcher
+        self.model_options = getattr(model_patcher, "model_options", {})
+
+    def set_conds(self, positive, negative=None) -> None:
+        self.positive, self.negative = positive, negative
+
+    def set_cfg(self, cfg: float) -> None:
+        self.cfg = cfg

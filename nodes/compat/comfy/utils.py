@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from engine import context, tiling
 from engine.resize import bislerp, common_upscale, lanczos  # noqa: F401 (re-exported)
@@ -61,6 +61,20 @@ def load_torch_file(path, safe_load: bool = True, device=None, return_metadata: 
     return (data, None) if return_metadata else data
 
 
+def save_torch_file(sd: dict, ckpt, metadata: dict | None = None) -> None:
+    save_file(sd, str(ckpt), metadata=metadata)
+
+
+def state_dict_prefix_replace(state_dict: dict, replace_prefix: dict, filter_keys: bool = False) -> dict:
+    """`state_dict` with keys starting with each `replace_prefix` key renamed to start with its value instead (in
+    place), or, with `filter_keys`, a new dict of just the renamed keys."""
+    out = {} if filter_keys else state_dict
+    for old, new in replace_prefix.items():
+        for key in [k for k in state_dict if k.startswith(old)]:
+            out[new + key[len(old):]] = state_dict.pop(key)
+    return out
+
+
 def repeat_to_batch_size(tensor: torch.Tensor, batch_size: int, dim: int = 0) -> torch.Tensor:
     """`tensor` cut or repeated along `dim` to `batch_size` entries."""
     size = tensor.shape[dim]
@@ -98,3 +112,14 @@ def tiled_scale(samples, function, tile_x: int = 64, tile_y: int = 64, overlap: 
     return tiling.tiled_scale(samples, function, tile=(tile_y, tile_x), overlap=overlap, scale=upscale_amount,
                               out_channels=out_channels, output_device=output_device,
                               on_tile=None if pbar is None else lambda: pbar.update(1))
+
+
+def tiled_scale_multidim(samples, function, tile=(64, 64), overlap: int = 8, upscale_amount: float = 4,
+                         out_channels: int = 3, output_device="cpu", downscale: bool = False, index_formulas=None,
+                         pbar=None) -> torch.Tensor:
+    """tiled_scale with ComfyUI's multi-dimensional signature; comfyd tiles two spatial dimensions (images)."""
+    if len(tile) != 2 or downscale or index_formulas is not None or isinstance(upscale_amount, (tuple, list)):
+        raise NotImplementedError("comfyd tiles 2-D upscales only")
+    return tiled_scale(samples, function, tile_x=tile[1], tile_y=tile[0], overlap=overlap,
+                       upscale_amount=upscale_amount, out_channels=out_channels, output_device=output_device,
+                       pbar=pbar)

@@ -1,0 +1,1 @@
+"""`comfy.k_diffusion`: the k-diffusion helpers samplers written for ComfyUI use."""

@@ -1,0 +1,40 @@
+"""`comfy.latent_formats`: how each model family scales its latents (process_in before sampling, process_out
+after), for the families comfyd runs; packs pick one by class to scale latents themselves."""
+from __future__ import annotations
+
+
+class LatentFormat:
+    scale_factor = 1.0
+    shift_factor = 0.0
+    latent_channels = 4
+    latent_dimensions = 2
+
+    def process_in(self, latent):
+        return (latent - self.shift_factor) * self.scale_factor
+
+    def process_out(self, latent):
+        return latent / self.scale_factor + self.shift_factor
+
+
+class SD15(LatentFormat):
+    def __init__(self, scale_factor: float = 0.18215):
+        self.scale_factor = scale_factor
+
+
+class SDXL(LatentFormat):
+    scale_factor = 0.13025
+
+
+class SD_X4(LatentFormat):
+    scale_factor = 0.08333
+
+
+class SD3(LatentFormat):
+    scale_factor = 1.5305
+    shift_factor = 0.0609
+    latent_channels = 16
+
+
+class Flux(SD3):
+    scale_factor = 0.3611
+    shift_factor = 0.1159

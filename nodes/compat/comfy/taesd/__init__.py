@@ -1,0 +1,1 @@
+"""`comfy.taesd`: the Tiny AutoEncoder building blocks."""
