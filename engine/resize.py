@@ -74,7 +74,8 @@ def bislerp(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
         x = _slerp(first, second, t).reshape(n, h, axis_len_new, c).movedim(-1, 1)
         if transpose:
             x = x.transpose(-1, -2)
-    return x.to(dtype)
+    # contiguous, as ComfyUI's: noise drawn with randn_like fills in memory order (LCM-upscale sampling does)
+    return x.to(dtype).contiguous()
 
 
 def common_upscale(samples: torch.Tensor, width: int, height: int, method: str, crop: str = "disabled") -> torch.Tensor:

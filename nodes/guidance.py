@@ -29,6 +29,38 @@ class RescaleCFG:
         return (model,)
 
 
+class RenormCFG:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL", {}),
+                             "cfg_trunc": ("FLOAT", {"default": 100, "min": 0.0, "max": 100.0, "step": 0.01}),
+                             "renorm_cfg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.01})}}
+
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = (None,)
+    FUNCTION = "patch"
+    CATEGORY = "advanced/model"
+    DISPLAY_NAME = None
+    API_NODE = False
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_lumina2"
+
+    def patch(self, model, cfg_trunc, renorm_cfg):
+        channels = getattr(model, "in_channels", None)
+
+        def renormed(args):
+            cond = args["cond_denoised"]
+            if args["timestep"][0] < cfg_trunc:  # the timestep ComfyUI passes is the sigma
+                guided = cfg_variants.renorm_cfg(cond, args["uncond_denoised"], args["cond_scale"], renorm_cfg,
+                                                 channels or cond.shape[1])
+            else:  # above the truncation sigma: no guidance at all
+                guided = cond
+            return args["input"] - guided
+
+        model = model.clone()
+        model.set_model_sampler_cfg_function(renormed)
+        return (model,)
+
+
 class _V3Patch:
     """Declaration details that ComfyUI's newer node API adds to every node."""
 
@@ -223,6 +255,6 @@ class PerpNeg(_V3Patch):
         return (model,)
 
 
-NODE_CLASS_MAPPINGS = {"RescaleCFG": RescaleCFG, "CFGZeroStar": CFGZeroStar, "CFGNorm": CFGNorm, "Mahiro": Mahiro,
-                       "TCFG": TCFG, "APG": APG, "Epsilon Scaling": EpsilonScaling, "FreSca": FreSca,
-                       "PerpNeg": PerpNeg}
+NODE_CLASS_MAPPINGS = {"RescaleCFG": RescaleCFG, "RenormCFG": RenormCFG, "CFGZeroStar": CFGZeroStar,
+                       "CFGNorm": CFGNorm, "Mahiro": Mahiro, "TCFG": TCFG, "APG": APG,
+                       "Epsilon Scaling": EpsilonScaling, "FreSca": FreSca, "PerpNeg": PerpNeg}

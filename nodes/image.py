@@ -199,6 +199,13 @@ def save_target(folder: str, filename_prefix: str, width: int = 0, height: int =
     return directory, filename, next_counter(directory, filename), subfolder
 
 
+def prompt_metadata(prompt=None, extra_pnginfo=None) -> dict[str, str]:
+    """What ComfyUI writes into the metadata of the safetensors files it saves (latents, models): the prompt ("" when
+    there is none) and each extra_pnginfo entry, as JSON."""
+    return {"prompt": json.dumps(prompt) if prompt is not None else "",
+            **{key: json.dumps(value) for key, value in (extra_pnginfo or {}).items()}}
+
+
 def save_png_batch(images, folder: str, filename_prefix: str, prompt=None, extra_pnginfo=None,
                    compress_level: int = 4, root=None) -> list[dict]:
     """Each image of the batch as a PNG in `folder` ("output" / "temp"; or in `root`, typed `folder`), the prompt

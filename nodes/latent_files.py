@@ -4,14 +4,13 @@ the input folder."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from engine import folders
 
-from .image import save_target
+from .image import prompt_metadata, save_target
 
 # Files written before the version marker hold latents multiplied by SD's scale factor.
 UNVERSIONED_SCALE = 0.18215
@@ -30,11 +29,9 @@ class SaveLatent:
 
     def save(self, samples, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
         directory, filename, counter, subfolder = save_target("output", filename_prefix)
-        metadata = {"prompt": json.dumps(prompt) if prompt is not None else "",
-                    **{key: json.dumps(value) for key, value in (extra_pnginfo or {}).items()}}
         name = f"{filename}_{counter:05}_.latent"
         save_file({"latent_tensor": samples["samples"].contiguous(), "latent_format_version_0": torch.tensor([])},
-                  str(directory / name), metadata=metadata)
+                  str(directory / name), metadata=prompt_metadata(prompt, extra_pnginfo))
         return {"ui": {"latents": [{"filename": name, "subfolder": subfolder, "type": "output"}]}}
 
 

@@ -80,13 +80,28 @@ def gaussian_kernel(size: int, sigma: float, device=None) -> torch.Tensor:
     return g / g.sum()
 
 
-def _convolve(image: torch.Tensor, kernel: torch.Tensor, radius: int) -> torch.Tensor:
-    """Each channel of [B, H, W, C] images convolved with `kernel`, the borders reflected."""
-    channels = image.shape[-1]
-    padded = F.pad(image.permute(0, 3, 1, 2), (radius,) * 4, "reflect")
+def sharpen_kernel(size: int, sigma: float, alpha: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """An unsharp mask in one kernel: minus the Gaussian scaled by alpha * 10, the centre raised so that the kernel
+    sums to 1."""
+    kernel = (gaussian_kernel(size, sigma, device) * -(alpha * 10)).to(dtype)
+    centre = size // 2
+    kernel[centre, centre] = kernel[centre, centre] - kernel.sum() + 1.0
+    return kernel
+
+
+def convolve_channels(x: torch.Tensor, kernel: torch.Tensor, radius: int) -> torch.Tensor:
+    """Each channel of [B, C, H, W] `x` convolved with `kernel`, the borders reflected by `radius` (ComfyUI then
+    zero-pads by half the kernel as well and crops the reflected border off again)."""
+    channels = x.shape[1]
+    padded = F.pad(x, (radius,) * 4, "reflect")
     out = F.conv2d(padded, kernel.repeat(channels, 1, 1).unsqueeze(1), padding=kernel.shape[0] // 2,
                    groups=channels)
-    return out[:, :, radius:-radius, radius:-radius].permute(0, 2, 3, 1)
+    return out[:, :, radius:-radius, radius:-radius]
+
+
+def _convolve(image: torch.Tensor, kernel: torch.Tensor, radius: int) -> torch.Tensor:
+    """convolve_channels on [B, H, W, C] images."""
+    return convolve_channels(image.permute(0, 3, 1, 2), kernel, radius).permute(0, 2, 3, 1)
 
 
 class ImageBlur(_Node):
@@ -117,11 +132,7 @@ class ImageSharpen(_Node):
     def sharpen(self, image, sharpen_radius, sigma, alpha):
         if sharpen_radius == 0:
             return (image,)
-        size = sharpen_radius * 2 + 1
-        # an unsharp mask in one kernel: minus the scaled blur, the centre raised so the kernel sums to 1
-        kernel = (gaussian_kernel(size, sigma, image.device) * -(alpha * 10)).to(image.dtype)
-        centre = size // 2
-        kernel[centre, centre] = kernel[centre, centre] - kernel.sum() + 1.0
+        kernel = sharpen_kernel(sharpen_radius * 2 + 1, sigma, alpha, image.device, image.dtype)
         return (torch.clamp(_convolve(image, kernel, sharpen_radius), 0, 1),)
 
 

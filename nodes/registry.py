@@ -48,6 +48,11 @@ BUILTIN_MODULES = (
     "nodes.sd3",
     "nodes.edit_model",
     "nodes.differential_diffusion",
+    "nodes.model_merging",
+    "nodes.morphology",
+    "nodes.image_animation",
+    "nodes.latent_operations",
+    "nodes.advanced_samplers",
 )
 
 

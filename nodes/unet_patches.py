@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from engine.models import freeu
+from engine.models.hypertile import HyperTile as HyperTiling
+from engine.models.token_merging import TokenMerging
 from engine.models.unet_patches import attention, with_replacement
+from engine.resize import common_upscale
 from engine.sampling import sag
 from engine.sampling.guidance import calc_cond_batch
 
@@ -113,5 +116,100 @@ class SelfAttentionGuidance:
         return (model,)
 
 
+class _V3Patch:
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = (None,)
+    FUNCTION = "patch"
+    CATEGORY = "model_patches/unet"
+    DISPLAY_NAME = None
+    API_NODE = False
+
+
+class PatchModelAddDownscale(_V3Patch):
+    """Kohya's Deep Shrink: between two sigmas, what input block `block_number` hands on is shrunk by
+    `downscale_factor`, so the deeper blocks work at a smaller size; each output block enlarges h back to the size
+    of the skip it joins."""
+
+    METHODS = ["bicubic", "nearest-exact", "bilinear", "area", "bislerp"]
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        def fraction(default, low, high):
+            return ("FLOAT", {"default": default, "min": low, "max": high, "step": 0.001})
+        return {"required": {
+            "model": ("MODEL", {}),
+            "block_number": ("INT", {"default": 3, "min": 1, "max": 32, "step": 1}),
+            "downscale_factor": fraction(2.0, 0.1, 9.0), "start_percent": fraction(0.0, 0.0, 1.0),
+            "end_percent": fraction(0.35, 0.0, 1.0),
+            "downscale_after_skip": ("BOOLEAN", {"default": True}),
+            "downscale_method": ("COMBO", {"multiselect": False, "options": cls.METHODS}),
+            "upscale_method": ("COMBO", {"multiselect": False, "options": cls.METHODS})}}
+
+    DISPLAY_NAME = "PatchModelAddDownscale (Kohya Deep Shrink)"
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_model_downscale"
+
+    def patch(self, model, block_number, downscale_factor, start_percent, end_percent, downscale_after_skip,
+              downscale_method, upscale_method):
+        sampling = model.get_model_object("model_sampling")
+        sigma_start, sigma_end = sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)
+
+        def shrink(h, transformer_options):
+            if transformer_options["block"][1] == block_number:
+                sigma = transformer_options["sigmas"][0].item()
+                if sigma_end <= sigma <= sigma_start:
+                    scale = 1.0 / downscale_factor
+                    h = common_upscale(h, round(h.shape[-1] * scale), round(h.shape[-2] * scale), downscale_method)
+            return h
+
+        def regrow(h, hsp, transformer_options):
+            if h.shape[2] != hsp.shape[2]:
+                h = common_upscale(h, hsp.shape[-1], hsp.shape[-2], upscale_method)
+            return h, hsp
+
+        model = model.clone()
+        if downscale_after_skip:
+            model.set_model_input_block_patch_after_skip(shrink)
+        else:
+            model.set_model_input_block_patch(shrink)
+        model.set_model_output_block_patch(regrow)
+        return (model,)
+
+
+class HyperTile(_V3Patch):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL", {}),
+                             "tile_size": ("INT", {"default": 256, "min": 1, "max": 2048}),
+                             "swap_size": ("INT", {"default": 2, "min": 1, "max": 128}),
+                             "max_depth": ("INT", {"default": 0, "min": 0, "max": 10}),
+                             "scale_depth": ("BOOLEAN", {"default": False})}}
+
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_hypertile"
+
+    def patch(self, model, tile_size, swap_size, max_depth, scale_depth):
+        tiling = HyperTiling(tile_size, swap_size, max_depth, scale_depth)
+        model = model.clone()
+        model.set_model_attn1_patch(tiling.tile)
+        model.set_model_attn1_output_patch(tiling.untile)
+        return (model,)
+
+
+class TomePatchModel(_V3Patch):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL", {}),
+                             "ratio": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.01})}}
+
+    RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_tomesd"
+
+    def patch(self, model, ratio):
+        merging = TokenMerging(ratio)
+        model = model.clone()
+        model.set_model_attn1_patch(merging.merge)
+        model.set_model_attn1_output_patch(merging.restore)
+        return (model,)
+
+
 NODE_CLASS_MAPPINGS = {"FreeU": FreeU, "FreeU_V2": FreeU_V2, "PerturbedAttentionGuidance": PerturbedAttentionGuidance,
-                       "SelfAttentionGuidance": SelfAttentionGuidance}
+                       "SelfAttentionGuidance": SelfAttentionGuidance, "PatchModelAddDownscale": PatchModelAddDownscale,
+                       "HyperTile": HyperTile, "TomePatchModel": TomePatchModel}

@@ -12,8 +12,9 @@ checkpoint of cases.CHECKPOINT in its models/checkpoints/ and the seeded model f
     python -m tests.golden.inpaint <models>/checkpoints
 This script only talks HTTP, so it cannot place model files on the server: it checks /models/<folder> for the
 files the chosen cases load, uploads the input images, queues each case, waits on /history and downloads the
-saved images with /view into OUT as <case>_<i>.png, plus manifest.json (sizes, sha256, server versions, the
-digests of the input images and model files the images assume, and the text of cases that end in a PreviewAny).
+saved images with /view into OUT as <case>_<i>.png (.webp, ...: as the server named them), plus manifest.json
+(sizes, frame counts of animations, sha256, server versions, the digests of the input images and model files the
+images assume, and the text of cases that end in a PreviewAny).
 
     python tools/make_golden.py --url http://127.0.0.1:8188 --out tests/golden/sd15 [--case NAME ...]
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import sys
 import time
@@ -28,6 +30,8 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.golden import (  # noqa: E402  (after the path fix: a script)
@@ -113,13 +117,17 @@ def run_case(base: str, name: str, timeout: float) -> dict:
     output = entry["outputs"][cases.OUTPUT_NODE]
     if "text" in output:
         return {"text": output["text"]}
-    return {"images": [request(base + "/view?" + urllib.parse.urlencode(
-        {"filename": i["filename"], "subfolder": i["subfolder"], "type": i["type"]})) for i in output["images"]]}
+    return {"images": [(Path(i["filename"]).suffix, request(base + "/view?" + urllib.parse.urlencode(
+        {"filename": i["filename"], "subfolder": i["subfolder"], "type": i["type"]}))) for i in output["images"]]}
 
 
-def png_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from the IHDR chunk."""
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+def image_entry(data: bytes) -> dict:
+    """The manifest's description of an image file: its size, and its frame count when it is an animation."""
+    with Image.open(io.BytesIO(data)) as image:
+        entry = {"width": image.width, "height": image.height}
+        if getattr(image, "n_frames", 1) > 1:
+            entry["frames"] = image.n_frames
+    return entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,12 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {output['text']!r} in {time.monotonic() - started:.1f}s", flush=True)
             continue
         files = []
-        for i, png in enumerate(output["images"]):
-            path = args.out / f"{name}_{i}.png"
-            path.write_bytes(png)
-            width, height = png_size(png)
-            files.append({"file": path.name, "width": width, "height": height,
-                          "sha256": hashlib.sha256(png).hexdigest()})
+        for i, (suffix, data) in enumerate(output["images"]):
+            path = args.out / f"{name}_{i}{suffix}"
+            path.write_bytes(data)
+            files.append({"file": path.name, **image_entry(data), "sha256": hashlib.sha256(data).hexdigest()})
         results[name] = files
         print(f"{name}: {len(files)} image(s) in {time.monotonic() - started:.1f}s", flush=True)
     manifest["cases"] = {name: results[name] for name in cases.CASES if name in results}

@@ -159,6 +159,70 @@ def text_state_dict(spec: TextEncoderSpec, tensors: Mapping, model) -> dict:
     return state
 
 
+def text_model_name(name: str) -> str:
+    """transformers' full name of a CLIP text-model parameter (``text_model.`` + ..., or ``text_projection.``), the
+    names ComfyUI gives them: transformers names the same tensors with or without ``text_model.`` depending on its
+    version and the class."""
+    return name if name.startswith(("text_model.", "text_projection.")) else "text_model." + name
+
+
+# The OpenCLIP text tower's ``text_projection`` is the transpose of transformers' projection weight.
+OPEN_CLIP_TRANSPOSED = "text_projection"
+_OPEN_CLIP_FUSED = {"q_proj": 0, "k_proj": 1, "v_proj": 2}  # row order of OpenCLIP's in_proj
+
+
+def open_clip_names(names: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """{OpenCLIP text-tower parameter name: our parameters holding it, stacked by rows} for a transformers CLIP text
+    model with parameter names ``names``: the inverse of the renaming ``convert_open_clip_checkpoint`` does, from
+    the same diffusers tables (an attention's q / k / v are one ``in_proj``; see OPEN_CLIP_TRANSPOSED)."""
+    layers = DIFFUSERS_TO_LDM_MAPPING["openclip"]["layers"]
+    renames = DIFFUSERS_TO_LDM_MAPPING["openclip"]["transformer"]  # {transformers substring: OpenCLIP substring}
+    fused: dict[str, dict[int, str]] = {}
+    out = {}
+    for name in names:
+        full = text_model_name(name)
+        if full in layers:
+            out[layers[full]] = (name,)
+            continue
+        original = full
+        for theirs, open_clip in renames.items():
+            original = original.replace(theirs, open_clip)
+        layer, part, kind = original.rsplit(".", 2)
+        if part in _OPEN_CLIP_FUSED:
+            fused.setdefault(f"transformer.{layer}.in_proj_{kind}", {})[_OPEN_CLIP_FUSED[part]] = name
+        else:
+            out["transformer." + original] = (name,)
+    out.update((original, tuple(parts[i] for i in sorted(parts))) for original, parts in fused.items())
+    return out
+
+
+# diffusers' AutoencoderKL names -> the LDM layout's, as substrings replaced in this order (the mid block's before
+# the resnets'); the decoder's levels are numbered the other way round (ldm_vae_names adds those).
+_VAE_UNDO_RENAMES = (
+    ("mid_block.resnets.0.", "mid.block_1."), ("mid_block.resnets.1.", "mid.block_2."),
+    ("mid_block.attentions.0.", "mid.attn_1."), ("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."),
+    ("to_v.", "v."), ("to_out.0.", "proj_out."), ("down_blocks.", "down."), (".resnets.", ".block."),
+    ("downsamplers.0.", "downsample."), ("upsamplers.0.", "upsample."), ("conv_shortcut.", "nin_shortcut."),
+    ("conv_norm_out.", "norm_out."),
+)
+# The LDM VAE's mid-block attention projections are 1x1 convolutions; diffusers' are linear.
+_VAE_CONV_ATTENTION = tuple(f"mid.attn_1.{part}.weight" for part in ("q", "k", "v", "proj_out"))
+
+
+def ldm_vae_names(names: Iterable[str], config: Mapping) -> dict[str, str]:
+    """{LDM VAE parameter name (no prefix): our AutoencoderKL parameter} for a VAE with parameter names ``names``
+    and diffusers ``config``; the loader's converter confirms each pairing (see converted_names)."""
+    levels = len(config["up_block_types"])
+    renames = _VAE_UNDO_RENAMES + tuple((f"up_blocks.{i}.", f"up.{levels - 1 - i}.") for i in range(levels))
+    table = converted_names(lambda tensors: convert_ldm_vae_checkpoint(tensors, config), renames, names)
+    return {original: ours for original, (ours,) in table.items()}
+
+
+def ldm_vae_shape(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` (our parameter) shaped as the LDM layout's ``name`` holds it."""
+    return tensor.reshape(*tensor.shape, 1, 1) if name.endswith(_VAE_CONV_ATTENTION) else tensor
+
+
 # Parameters of an LDM ResBlock, under the names diffusers' converter renames (norm1, conv1, time_emb_proj, ...).
 _LDM_RESBLOCK_PARTS = ("in_layers.0", "in_layers.2", "emb_layers.1", "out_layers.0", "out_layers.3", "skip_connection")
 
@@ -216,6 +280,17 @@ def ldm_unet_names(diffusers_names: Iterable[str]) -> dict[str, str]:
     return {old: new for new, old in converted.items() if new in names}
 
 
+def _tagged_conversion(convert, undo_renames, names, extra) -> tuple[list[str], dict]:
+    """(the candidate originals, what ``convert`` makes of tagged stand-ins of them): see converted_names."""
+    def undo(name: str) -> str:
+        for ours, original in undo_renames:
+            name = name.replace(ours, original)
+        return name
+
+    candidates = sorted({undo(name) for name in names} | set(extra))
+    return candidates, convert({name: torch.arange(3 * i, 3 * i + 3) for i, name in enumerate(candidates)})
+
+
 def converted_names(convert, undo_renames, names, extra=()) -> dict[str, tuple[str, ...]]:
     """{original-layout parameter name: our parameters holding it, stacked by rows}, as the diffusers single-file
     converter ``convert`` maps them onto a network with parameter names ``names``.
@@ -225,17 +300,11 @@ def converted_names(convert, undo_renames, names, extra=()) -> dict[str, tuple[s
     them instead of tensors: three numbers per name, so each third of a weight it splits says which part it
     became. Originals it reorders (halves swapped) or maps onto anything else than parameters are left out.
     """
-    def undo(name: str) -> str:
-        for ours, original in undo_renames:
-            name = name.replace(ours, original)
-        return name
-
     ours = set(names)
-    candidates = sorted({undo(name) for name in ours} | set(extra))
-    tagged = {name: torch.arange(3 * i, 3 * i + 3) for i, name in enumerate(candidates)}
+    candidates, converted = _tagged_conversion(convert, undo_renames, ours, extra)
     parts: dict[str, dict[int, str]] = {}
     wanted: dict[str, int] = {}
-    for name, tag in convert(tagged).items():
+    for name, tag in converted.items():
         first = int(tag[0])
         original = candidates[first // 3]
         wanted[original] = 3 // tag.numel()
@@ -243,3 +312,11 @@ def converted_names(convert, undo_renames, names, extra=()) -> dict[str, tuple[s
             parts.setdefault(original, {})[first % 3] = name
     return {original: tuple(found[i] for i in sorted(found)) for original, found in parts.items()
             if len(found) == wanted[original]}
+
+
+def parameter_origins(convert, undo_renames, names, extra=()) -> dict[str, str]:
+    """{our parameter: the original-layout parameter it is, or is rows of}, reordered ones included (see
+    converted_names for the arguments)."""
+    ours = set(names)
+    candidates, converted = _tagged_conversion(convert, undo_renames, ours, extra)
+    return {name: candidates[int(tag[0]) // 3] for name, tag in converted.items() if name in ours}

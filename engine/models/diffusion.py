@@ -69,6 +69,7 @@ class DiffusionModel:
         self.family = family
         self.latent_scale = latent_scale
         self.latent_shift = latent_shift  # the VAE's latent mean, taken out before scaling (FLUX / SD3 VAEs)
+        self.prediction = prediction  # what it was trained to predict (ComfyUI's model_type), whatever sampling says
         self.model_sampling: ModelSampling = discrete_model_sampling(prediction, zsnr=zsnr)
         self.manager = manager
         self.name = name
@@ -136,6 +137,9 @@ class DiffusionModel:
 
     def set_model_input_block_patch(self, patch) -> None:
         self.set_model_patch(patch, "input_block_patch")
+
+    def set_model_input_block_patch_after_skip(self, patch) -> None:
+        self.set_model_patch(patch, "input_block_patch_after_skip")
 
     def set_model_output_block_patch(self, patch) -> None:
         self.set_model_patch(patch, "output_block_patch")

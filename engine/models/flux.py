@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 
@@ -299,20 +300,48 @@ def is_flux_network(names) -> bool:
     return all(name in names for name in _OWN_NAMES)
 
 
+def _module_table(ours: set[str]) -> dict[str, tuple[str, ...]]:
+    """original_modules for the FluxTransformer2DModel with parameter names ``ours``."""
+    def count(stem: str) -> int:
+        return next(i for i in range(len(ours) + 1) if f"{stem}.{i}.norm1.linear.weight" not in ours
+                    and f"{stem}.{i}.norm.linear.weight" not in ours)
+
+    return original_modules(count("transformer_blocks"), count("single_transformer_blocks"),
+                            "time_text_embed.guidance_embedder.linear_1.weight" in ours)
+
+
+def original_state(weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A FluxTransformer2DModel's weights (by our names) in the original layout, as files hold them: the inverse of
+    diffusers_state (fused weights joined, the final modulation's halves swapped back)."""
+    out = {}
+    for original, targets in _module_table(set(weights)).items():
+        for suffix, own in _suffixes(original).items():
+            held = [f"{t}.{own}" for t in targets]
+            if not all(name in weights for name in held):
+                continue
+            tensor = torch.cat([weights[name] for name in held]) if len(held) > 1 else weights[held[0]]
+            if targets[0] == _SWAPPED_HALVES:
+                scale, shift = tensor.chunk(2)
+                tensor = torch.cat((shift, scale))
+            out[f"{original}.{suffix}"] = tensor
+    return out
+
+
+def parameter_origins(names) -> dict[str, str]:
+    """{our parameter: the original-layout parameter it is (or is rows of)} for a FluxTransformer2DModel with
+    parameter names ``names``, the swapped final modulation included."""
+    ours = set(names)
+    return {f"{target}.{own}": f"{original}.{suffix}" for original, targets in _module_table(ours).items()
+            for suffix, own in _suffixes(original).items() for target in targets if f"{target}.{own}" in ours}
+
+
 def original_names(names) -> dict[str, tuple[str, ...]]:
     """{original-layout parameter name: our parameters holding it, stacked by rows} for a FluxTransformer2DModel
     with parameter names ``names`` (a fused ``qkv`` / ``linear1`` is several of ours). The final modulation, whose
     halves are swapped, is left out: a change to it cannot be split by rows."""
     ours = set(names)
-
-    def count(stem: str) -> int:
-        return next(i for i in range(len(ours) + 1) if f"{stem}.{i}.norm1.linear.weight" not in ours
-                    and f"{stem}.{i}.norm.linear.weight" not in ours)
-
-    table = original_modules(count("transformer_blocks"), count("single_transformer_blocks"),
-                             "time_text_embed.guidance_embedder.linear_1.weight" in ours)
     out = {}
-    for original, targets in table.items():
+    for original, targets in _module_table(ours).items():
         if targets[0] == _SWAPPED_HALVES:
             continue
         for suffix, own in _suffixes(original).items():

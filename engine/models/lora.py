@@ -29,6 +29,7 @@ import torch
 from . import convert, flux, sd3, z_image
 from .detect import CheckpointError
 from .load import open_checkpoint
+from .manager import LazyTensors
 
 log = logging.getLogger("comfyd.lora")
 
@@ -138,22 +139,6 @@ def dora_delta(entry: LoraEntry, weight: torch.Tensor) -> torch.Tensor:
     return updated.mul_(magnitude / (norm + torch.finfo(torch.float32).eps)).sub_(w)
 
 
-class LazyDeltas(Mapping):
-    """Parameter name -> delta, each computed when read, so a whole model's deltas never sit in memory at once."""
-
-    def __init__(self, plan: dict[str, Callable[[], torch.Tensor]]):
-        self._plan = plan
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        return self._plan[name]()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._plan)
-
-    def __len__(self) -> int:
-        return len(self._plan)
-
-
 class LoraPatch:
     """One LoRA file's layers. ``deltas(target, params)`` is the model manager's patch protocol.
 
@@ -221,7 +206,7 @@ class LoraPatch:
             biases = tuple(name.removesuffix(".weight") + ".bias" for name in names)
             if entry.diff_b is not None and all(n.endswith(".weight") and b in params for n, b in zip(names, biases)):
                 self._plan_diff(plan, layer, biases, entry.diff_b, [params[b] for b in biases])
-        return LazyDeltas(plan)
+        return LazyTensors(plan)
 
     def _plan_low_rank(self, plan, layer: str, names: tuple[str, ...], entry: LoraEntry, weights: list) -> None:
         shape, product = _stacked_shape(weights), entry.product_shape()
@@ -380,8 +365,7 @@ def _text_key_map(role: str, names: tuple[str, ...], clips: frozenset) -> dict[s
     kohya_prefixes, diffusers_prefix = _TEXT_NAMES[role]
     out = {}
     for name in names:
-        # transformers names the same tensors with or without "text_model." depending on version and class
-        full = name if name.startswith(("text_model.", "text_projection.")) else "text_model." + name
+        full = convert.text_model_name(name)
         if not full.endswith(".weight"):
             continue
         layer, one = full.removesuffix(".weight"), (name,)

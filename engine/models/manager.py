@@ -3,16 +3,24 @@
 Every model call goes through `running(model)`, which makes sure the weights are on the compute device and
 carry exactly the patches the calling clone asks for (restoring the base weights exactly when it asks for
 none). In low-VRAM mode weights go back to the CPU after each use.
+
+The patch protocol: an owner's ``patches`` are ``(patch, strength)`` pairs applied in order. ``patch.deltas(target,
+weights)`` maps parameter names to a change at strength 1 (computed when read); a patch may also have
+``scales(target, weights)``, {parameter: factor} by which the weight as patched so far is multiplied before its
+change is added (ComfyUI's ``strength_model``, which model merges use). ``weights`` are the network's weights as
+loaded.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import gc
 import logging
 import os
 import threading
 import weakref
+from typing import Callable, Iterator, Mapping
 
 import torch
 
@@ -102,11 +110,11 @@ class ModelManager:
     @contextlib.contextmanager
     def running(self, owner):
         """Weights of `owner` (DiffusionModel / TextEncoder / VAE / ControlNet) on the device, with its patches."""
-        networks = list(_networks(owner))
+        used = list(networks(owner))
         with self._lock:
-            for target, network in networks:
+            for target, network in used:
                 if _device_of(network) != self.device:
-                    self._make_room(network, keep=[n for _, n in networks])
+                    self._make_room(network, keep=[n for _, n in used])
                     self._move(network, self.device)
                 self._mark_used(network)
                 self._apply_patches(target, network, getattr(owner, "patches", ()))
@@ -114,7 +122,7 @@ class ModelManager:
                 yield
             finally:
                 if self.vram_mode == "low" and self.device != self.offload_device:
-                    for _, network in networks:
+                    for _, network in used:
                         self._move(network, self.offload_device)
 
     # -- VRAM: networks on the device, least recently used first, offloaded when another one needs the room ------
@@ -158,7 +166,7 @@ class ModelManager:
 
     def _apply_patches(self, target: str, network: torch.nn.Module, patches) -> None:
         state = self._patch_state.setdefault(network, _PatchState())
-        wanted = tuple((patch, float(strength)) for patch, strength in patches if strength != 0)
+        wanted = active_patches(patches)
         if same_patches(wanted, state.applied):
             return
         params = dict(network.named_parameters())
@@ -166,17 +174,118 @@ class ModelManager:
             for name, original in state.backup.items():
                 params[name].copy_(original.to(params[name].device))
             state.backup.clear()
-            # Sum every patch's change in float32 and round into the weight's dtype once, as ComfyUI does.
-            totals: dict[str, torch.Tensor] = {}
-            for patch, strength in wanted:
-                for name, delta in patch.deltas(target, params).items():
-                    change = delta.to(params[name].device, torch.float32) * strength
-                    totals[name] = totals[name] + change if name in totals else change
-            for name, change in totals.items():
+            # One parameter at a time, so that a merge (which changes every weight) never holds a second copy of
+            # the model. Each change is computed before its weight is written: a merge may read this very weight
+            # as its second model's (the same file loaded twice, or a clone).
+            for name, change in weight_changes(target, params, wanted).items():
                 param = params[name]
+                delta = change().to(param.device)
                 state.backup[name] = param.detach().to(self.offload_device, copy=True)
-                param.copy_((param.float() + change).to(param.dtype))
+                # The patches' changes are summed in float32 and rounded into the weight's dtype once, as ComfyUI.
+                param.copy_((param.float() + delta).to(param.dtype))
         state.applied = wanted
+
+    def patched_weights(self, owner) -> dict[str, Mapping[str, torch.Tensor]]:
+        """{patch target: {parameter: its value with `owner`'s patches, float32, computed when read}} for each network
+        `owner` runs, whatever patches the networks carry now; the networks are left as they are."""
+        out = {}
+        with self._lock:
+            for target, network in networks(owner):
+                state = self._patch_state.get(network)
+                out[target] = _patched(target, _LoadedWeights(network, state.backup if state else {}),
+                                       active_patches(getattr(owner, "patches", ())))
+        return out
+
+
+def patched_weights(owner) -> dict[str, Mapping[str, torch.Tensor]]:
+    """ModelManager.patched_weights of `owner`'s manager; for an owner without one, of its networks as they are."""
+    manager = getattr(owner, "manager", None)
+    if manager is not None:
+        return manager.patched_weights(owner)
+    patches = active_patches(getattr(owner, "patches", ()))
+    return {target: _patched(target, _LoadedWeights(network, {}), patches) for target, network in networks(owner)}
+
+
+def active_patches(patches) -> tuple:
+    """The (patch, strength) pairs that change anything: those of strength 0 are left out."""
+    return tuple((patch, float(strength)) for patch, strength in patches if strength != 0)
+
+
+def weight_changes(target: str, weights: Mapping[str, torch.Tensor],
+                   patches) -> dict[str, Callable[[], torch.Tensor]]:
+    """{parameter: a function giving its total change (float32, on the weight's device)} when ``patches`` ((patch,
+    strength) pairs) are applied in order to ``weights``, the network's weights as loaded."""
+    plans = [(patch.deltas(target, weights), _scales(patch, target, weights), strength) for patch, strength in patches]
+    names = dict.fromkeys(name for deltas, scales, _ in plans for name in (*scales, *deltas))
+    return {name: functools.partial(_change, name, weights, plans) for name in names}
+
+
+def _scales(patch, target: str, weights: Mapping[str, torch.Tensor]) -> Mapping[str, float]:
+    scales = getattr(patch, "scales", None)
+    return scales(target, weights) if scales is not None else {}
+
+
+def _change(name: str, weights: Mapping[str, torch.Tensor], plans) -> torch.Tensor:
+    device = weights[name].device
+    total = torch.zeros((), device=device)
+    for deltas, scales, strength in plans:
+        factor = scales.get(name, 1.0)
+        if factor != 1.0:  # the weight so far, (loaded + total), times factor: as a change to the loaded weight
+            total = total * factor + weights[name].to(device, torch.float32) * (factor - 1.0)
+        if name in deltas:
+            total = total + deltas[name].to(device, torch.float32) * strength
+    return total.expand(weights[name].shape)
+
+
+def _patched(target: str, weights: Mapping[str, torch.Tensor], patches) -> Mapping[str, torch.Tensor]:
+    changes = weight_changes(target, weights, patches)
+
+    def value(name: str) -> torch.Tensor:
+        weight = weights[name].float()
+        return weight + changes[name]() if name in changes else weight
+
+    return LazyTensors({name: functools.partial(value, name) for name in weights})
+
+
+class _LoadedWeights(Mapping):
+    """A network's weights as loaded: the saved originals of those a patch changed now, the others as they are.
+    Looked up when read, so a weight written while patches are applied still reads as its original."""
+
+    def __init__(self, network: torch.nn.Module, backup: dict[str, torch.Tensor]):
+        self._params, self._backup = dict(network.named_parameters()), backup
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        original = self._backup.get(name)
+        return (original if original is not None else self._params[name]).detach()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._params
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+
+class LazyTensors(Mapping):
+    """Name -> tensor, each computed when read, so a whole model's worth never sits in memory at once (the patch
+    protocol's deltas, patched weights)."""
+
+    def __init__(self, plan: dict[str, Callable[[], torch.Tensor]]):
+        self._plan = plan
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._plan[name]()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._plan
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plan)
+
+    def __len__(self) -> int:
+        return len(self._plan)
 
 
 def same_patches(a: tuple, b: tuple) -> bool:
@@ -185,7 +294,7 @@ def same_patches(a: tuple, b: tuple) -> bool:
     return len(a) == len(b) and all(pa is pb and sa == sb for (pa, sa), (pb, sb) in zip(a, b))
 
 
-def _networks(owner):
+def networks(owner):
     """(patch target name, torch module) pairs an owner runs."""
     if hasattr(owner, "unet"):
         yield "unet", owner.unet

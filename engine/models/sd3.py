@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..sampling.model_sampling import FlowModelSampling
-from .convert import converted_names
+from .convert import converted_names, parameter_origins as converted_origins
 from .detect import Shapes, count_indices, unrecognised
 from .diffusion import DiffusionModel, pad_to_patches, refuse_unet_adapters
 from .load import CastingReader, assemble
@@ -180,3 +180,11 @@ def original_names(names) -> dict[str, tuple[str, ...]]:
     from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
 
     return converted_names(convert_sd3_transformer_checkpoint_to_diffusers, _UNDO_RENAMES, names, (_POSITIONS,))
+
+
+def parameter_origins(names) -> dict[str, str]:
+    """{our parameter: the original-layout parameter it is (or is rows of)} for an SD3Transformer2DModel with
+    parameter names ``names``, the swapped final modulations included."""
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    return converted_origins(convert_sd3_transformer_checkpoint_to_diffusers, _UNDO_RENAMES, names, (_POSITIONS,))

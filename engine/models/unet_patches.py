@@ -4,6 +4,7 @@ patch nodes (built-in and custom) put in a MODEL's model_options, applied while 
 Blocks are named as in the original (LDM) UNet that ComfyUI runs: ("input", i) for conv_in, each res block (with
 its transformer) and each downsampler in order, ("middle", 0), ("output", i) for each up-side res block. At each:
   input_block_patch: h = f(h, transformer_options) on what an input block hands on (and keeps as its skip);
+  input_block_patch_after_skip: h = f(h, transformer_options) on what it hands on, after its skip was kept;
   output_block_patch: h, hsp = f(h, hsp, transformer_options) before an output block joins h and its skip hsp;
   attn1_patch / attn2_patch: n, context, value = f(n, context, value, extra_options) before self / cross attention;
   patches_replace["attn1" | "attn2"][(block, id) or (block, id, block_index)]: out = f(q, k, v, extra_options) in
@@ -11,6 +12,10 @@ its transformer) and each downsampler in order, ("middle", 0), ("output", i) for
   attn1_output_patch / attn2_output_patch: out = f(out, extra_options) after the attention.
 extra_options carries transformer_options' other keys plus block, block_index, transformer_index, n_heads, dim_head,
 original_shape and activations_shape, as ComfyUI passes them. Nothing is hooked when a call has no patches.
+
+With block patches the up blocks run ComfyUI's way (_up_block_forward): each output block's patches see h and its
+skip before they are joined, and an upsampler enlarges h to the size of the skip it meets next, so that patches
+may change the sizes in between (Kohya's Deep Shrink does).
 """
 from __future__ import annotations
 
@@ -40,11 +45,16 @@ class Place:
     transformer_index: int  # of the transformer among all of the UNet's, in the order they run
 
 
+BLOCK_PATCHES = ("input_block_patch", "input_block_patch_after_skip", "output_block_patch")
+UP_BLOCKS = ("CrossAttnUpBlock2D", "UpBlock2D")  # the diffusers up blocks _up_block_forward runs
+
+
 @dataclasses.dataclass
 class UNetLayout:
     """Where ComfyUI's patch points are in one diffusers UNet."""
     input_blocks: list  # (id, module whose output the block hands on)
-    output_resnets: list  # (id, res block, channels of the skip it takes)
+    consumers: list  # (id, module that takes what input block `id` hands on as its first argument)
+    up_blocks: list  # (id of its first output block, diffusers up block)
     attentions: dict  # attention module -> (Place, "attn1" | "attn2")
     transformers: list  # Transformer2DModel modules
 
@@ -59,7 +69,7 @@ def _layout(unet) -> UNetLayout:
 
 
 def _find_layout(unet) -> UNetLayout:
-    inputs, skip_channels, attentions, transformers = [(0, unet.conv_in)], [unet.conv_in.out_channels], {}, []
+    inputs, entries, attentions, transformers = [(0, unet.conv_in)], [], {}, []
 
     def transformer(module, block):
         transformers.append(module)
@@ -80,17 +90,18 @@ def _find_layout(unet) -> UNetLayout:
     for down in unet.down_blocks:
         for i, resnet, attn in res_blocks(down, "input", len(inputs)):
             inputs.append((i, attn if attn is not None else resnet))
-            skip_channels.append(resnet.out_channels)
+            entries.append(resnet)
         for sampler in down.downsamplers or ():
             inputs.append((len(inputs), sampler))
-            skip_channels.append(sampler.out_channels)
+            entries.append(sampler)
+    entries.append(unet.mid_block if unet.mid_block is not None else unet.up_blocks[0])
     for attn in getattr(unet.mid_block, "attentions", None) or ():
         transformer(attn, ("middle", 0))
-    outputs = []
+    up_blocks, count = [], 0
     for up in unet.up_blocks:
-        for i, resnet, _ in res_blocks(up, "output", len(outputs)):
-            outputs.append((i, resnet, skip_channels[-1 - i]))
-    return UNetLayout(inputs, outputs, attentions, transformers)
+        up_blocks.append((count, up))
+        count += len(list(res_blocks(up, "output", count)))
+    return UNetLayout(inputs, list(enumerate(entries)), up_blocks, attentions, transformers)
 
 
 class _Call:
@@ -102,6 +113,7 @@ class _Call:
         self.options = {k: v for k, v in options.items() if k not in ("patches", "patches_replace")}
         self.options["original_shape"] = list(x.shape)
         self.activations_shape = None
+        self.skip_sizes = []  # (height, width) of each input block's skip, in order
 
     def transformer_options(self, **update) -> dict:
         return {**self.options, "patches": self.patches, "patches_replace": self.replace, **update}
@@ -171,23 +183,58 @@ def with_replacement(model_options: dict, patch, name: str, block_name: str, num
     return options
 
 
-def _apply_input_patch(call: _Call, block_id: int):
+def _run_block_patches(call: _Call, name: str, h: torch.Tensor, block_id: int) -> torch.Tensor:
+    for patch in call.patches.get(name, ()):
+        h = patch(h, call.transformer_options(block=("input", block_id)))
+    return h
+
+
+def _input_block_hook(call: _Call, block_id: int):
+    """On the output of input block `block_id`: its input_block_patches, then its skip's size noted."""
     def hook(module, args, output):
         h = output[0] if isinstance(output, tuple) else output
-        for patch in call.patches["input_block_patch"]:
-            h = patch(h, call.transformer_options(block=("input", block_id)))
+        h = _run_block_patches(call, "input_block_patch", h, block_id)
+        call.skip_sizes.append(tuple(h.shape[2:]))
         return (h, *output[1:]) if isinstance(output, tuple) else h
     return hook
 
 
-def _apply_output_patch(call: _Call, block_id: int, skip_channels: int):
-    def hook(module, args):
-        joined, *rest = args
-        h, hsp = joined[:, :joined.shape[1] - skip_channels], joined[:, joined.shape[1] - skip_channels:]
-        for patch in call.patches["output_block_patch"]:
-            h, hsp = patch(h, hsp, call.transformer_options(block=("output", block_id)))
-        return (torch.cat([h, hsp], dim=1), *rest)
+def _after_skip_hook(call: _Call, block_id: int):
+    """On the input of the module after input block `block_id`, which diffusers has already kept as the skip."""
+    def hook(module, args, kwargs):
+        if args:
+            return (_run_block_patches(call, "input_block_patch_after_skip", args[0], block_id), *args[1:]), kwargs
+        h = _run_block_patches(call, "input_block_patch_after_skip", kwargs["hidden_states"], block_id)
+        return args, {**kwargs, "hidden_states": h}
     return hook
+
+
+def _up_block_forward(call: _Call, block, first_id: int):
+    """A forward for a diffusers up block that does what it does, with each output block's patches applied to h
+    and its skip before they are joined and the upsampler aiming at the next skip's size (as ComfyUI's UNet)."""
+    if type(block).__name__ not in UP_BLOCKS:
+        raise NotImplementedError(f"UNet block patches on a {type(block).__name__} are not supported")
+    attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
+
+    def forward(hidden_states, res_hidden_states_tuple, temb=None, encoder_hidden_states=None,
+                cross_attention_kwargs=None, upsample_size=None, attention_mask=None, encoder_attention_mask=None,
+                **unused):
+        h, skips = hidden_states, list(res_hidden_states_tuple)
+        for j, (resnet, attn) in enumerate(zip(block.resnets, attentions)):
+            hsp = skips.pop()
+            for patch in call.patches.get("output_block_patch", ()):
+                h, hsp = patch(h, hsp, call.transformer_options(block=("output", first_id + j)))
+            h = resnet(torch.cat([h, hsp], dim=1), temb)
+            if attn is not None:
+                h = attn(h, encoder_hidden_states=encoder_hidden_states, cross_attention_kwargs=cross_attention_kwargs,
+                         attention_mask=attention_mask, encoder_attention_mask=encoder_attention_mask,
+                         return_dict=False)[0]
+        # the skip the next output block takes: skips are taken last first, one per output block
+        following = len(call.skip_sizes) - 1 - (first_id + len(block.resnets))
+        for upsampler in block.upsamplers or ():
+            h = upsampler(h, call.skip_sizes[following] if following >= 0 else upsample_size)
+        return h
+    return forward
 
 
 @contextlib.contextmanager
@@ -197,13 +244,16 @@ def applied(unet, transformer_options: dict, x: torch.Tensor):
     if not any(patches.values()) and not any(replace.values()):
         yield
         return
-    layout, call, hooks, processors = _layout(unet), _Call(transformer_options, x), [], {}
+    layout, call, hooks, processors, forwards = _layout(unet), _Call(transformer_options, x), [], {}, []
     try:
-        if patches.get("input_block_patch"):
-            hooks += [module.register_forward_hook(_apply_input_patch(call, i)) for i, module in layout.input_blocks]
-        if patches.get("output_block_patch"):
-            hooks += [resnet.register_forward_pre_hook(_apply_output_patch(call, i, skip))
-                      for i, resnet, skip in layout.output_resnets]
+        if any(patches.get(name) for name in BLOCK_PATCHES):
+            hooks += [module.register_forward_hook(_input_block_hook(call, i)) for i, module in layout.input_blocks]
+            if patches.get("input_block_patch_after_skip"):
+                hooks += [module.register_forward_pre_hook(_after_skip_hook(call, i), with_kwargs=True)
+                          for i, module in layout.consumers]
+            for first_id, block in layout.up_blocks:
+                block.forward = _up_block_forward(call, block, first_id)
+                forwards.append(block)
         if any(patches.get(name) for name in ATTENTION_PATCHES) or any(replace.values()):
             hooks += [t.register_forward_pre_hook(lambda m, args: setattr(call, "activations_shape",
                                                                           list(args[0].shape)))
@@ -215,5 +265,7 @@ def applied(unet, transformer_options: dict, x: torch.Tensor):
     finally:
         for hook in hooks:
             hook.remove()
+        for block in forwards:
+            del block.forward  # the class's forward again
         for attn, processor in processors.items():
             attn.processor = processor

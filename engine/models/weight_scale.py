@@ -7,7 +7,7 @@ from typing import Mapping
 
 import torch
 
-from .lora import LazyDeltas
+from .manager import LazyTensors
 
 
 class WeightScale:
@@ -18,8 +18,8 @@ class WeightScale:
         self.suffixes, self.factor = tuple(suffixes), float(factor)
 
     def deltas(self, target: str, params: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
-        return LazyDeltas({name: (lambda p=param: p.float() * (self.factor - 1.0))
-                           for name, param in params.items() if name.endswith(self.suffixes)})
+        return LazyTensors({name: (lambda p=param: p.float() * (self.factor - 1.0))
+                            for name, param in params.items() if name.endswith(self.suffixes)})
 
 
 def scaled(owner, factors: Mapping[tuple[str, ...], float]):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..sampling.model_sampling import FlowModelSampling
-from .convert import converted_names
+from .convert import converted_names, parameter_origins as converted_origins
 from .detect import Shapes, count_indices, unrecognised
 from .diffusion import DiffusionModel, refuse_unet_adapters
 from .flux import LATENT_SCALE, LATENT_SHIFT  # Z-Image uses the FLUX VAE
@@ -144,3 +144,11 @@ def original_names(names) -> dict[str, tuple[str, ...]]:
     from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
 
     return converted_names(convert_z_image_transformer_checkpoint_to_diffusers, _UNDO_RENAMES, names)
+
+
+def parameter_origins(names) -> dict[str, str]:
+    """{our parameter: the original-layout parameter it is (or is rows of)} for a ZImageTransformer2DModel with
+    parameter names ``names``."""
+    from diffusers.loaders.single_file_utils import convert_z_image_transformer_checkpoint_to_diffusers
+
+    return converted_origins(convert_z_image_transformer_checkpoint_to_diffusers, _UNDO_RENAMES, names)

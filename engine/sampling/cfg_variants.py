@@ -120,3 +120,17 @@ def frequency_scaled(x: torch.Tensor, low: float, high: float, cutoff: int) -> t
     centre[:] = low
     filtered = torch.fft.ifftn(torch.fft.ifftshift(freq * mask, dim=(-2, -1)), dim=(-2, -1)).real
     return filtered.to(x.dtype)
+
+
+def renorm_cfg(cond, uncond, cond_scale: float, renorm: float, channels: int) -> torch.Tensor:
+    """RenormCFG (Lumina-Next / Lumina-Image 2.0): CFG on the first `channels` channels (the positive prediction
+    keeps the others), its result scaled down per sample wherever its norm exceeds `renorm` times the positive
+    prediction's; `renorm` 0 leaves it as it is."""
+    cond_eps, rest, uncond_eps = cond[:, :channels], cond[:, channels:], uncond[:, :channels]
+    guided = uncond_eps + cond_scale * (cond_eps - uncond_eps)
+    if renorm > 0.0:
+        dims = tuple(range(1, guided.ndim))
+        limit = torch.linalg.vector_norm(cond_eps, dim=dims, keepdim=True) * renorm
+        norm = torch.linalg.vector_norm(guided, dim=dims, keepdim=True)
+        guided = torch.where(norm >= limit, guided * (limit / norm), guided)
+    return torch.cat([guided, rest], dim=1)

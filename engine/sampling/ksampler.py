@@ -11,7 +11,7 @@ import math
 import torch
 
 from .noise import inpaint_noise_for_ddim
-from .samplers import SAMPLERS
+from .samplers import NODE_SAMPLERS, SAMPLERS
 from .samplers.common import denoise_with_uncond, model_sampling_of
 from .schedules import is_max_denoise
 
@@ -85,10 +85,9 @@ def sample(sampler_name: str, model, noise: torch.Tensor, latent_image: torch.Te
     """
     if sigmas.shape[-1] == 0:
         return latent_image
-    try:
-        sampler = SAMPLERS[sampler_name]
-    except KeyError:
-        raise ValueError(f"unknown sampler {sampler_name!r}") from None
+    sampler = SAMPLERS.get(sampler_name) or NODE_SAMPLERS.get(sampler_name)
+    if sampler is None:
+        raise ValueError(f"unknown sampler {sampler_name!r}")
     ms = model_sampling_of(model)
     if denoise_mask is not None:
         mask_noise = inpaint_noise_for_ddim(noise, seed) if sampler_name == "ddim" else noise

@@ -158,7 +158,9 @@ def discrete_model_sampling(prediction: str = "eps", *, timesteps: int = 1000, l
     sigmas = sigmas_from_betas(linear_betas(timesteps, linear_start, linear_end))
     if zsnr:
         sigmas = rescale_zero_terminal_snr(sigmas)
-    return ModelSampling(sigmas, prediction)
+    sampling = ModelSampling(sigmas, prediction)
+    sampling.zsnr = zsnr  # saved checkpoints say so (the "ztsnr" key), as ComfyUI's
+    return sampling
 
 
 class DistilledModelSampling(ModelSampling):

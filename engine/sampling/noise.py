@@ -1,7 +1,9 @@
 """The initial latent noise, drawn as ComfyUI draws it so the same seed gives the same image.
 
 Noise always comes from a CPU generator, in the latent's dtype, so results do not depend on the accelerator;
-callers move it to the device afterwards.
+callers move it to the device afterwards. That generator is torch's global one, seeded as ComfyUI seeds it
+(torch.manual_seed): code that draws from the global generator while sampling (ToMe's token pairing, HyperTile's
+tile sizes, the LCM-upscale sampler, custom samplers) relies on it to give the same result for the same seed.
 """
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ def _cpu_generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
+def _seeded_global_generator(seed: int) -> torch.Generator:
+    # torch.manual_seed also seeds the accelerators' generators, which such code may draw from as well.
+    return torch.manual_seed(seed)
+
+
 def prepare_noise(latent: torch.Tensor, seed: int, batch_index: Sequence[int] | None = None) -> torch.Tensor:
     """Gaussian noise shaped like ``latent`` for ``seed``.
 
@@ -22,7 +29,7 @@ def prepare_noise(latent: torch.Tensor, seed: int, batch_index: Sequence[int] | 
     e.g. from "Latent From Batch"), per-image noise is drawn one image at a time for indices 0..max(index),
     and each entry takes the noise of its index, so image k gets the same noise as in the full batch run.
     """
-    generator = _cpu_generator(seed)
+    generator = _seeded_global_generator(seed)
     kwargs = dict(dtype=latent.dtype, layout=latent.layout, generator=generator, device="cpu")
     if batch_index is None:
         return torch.randn(latent.size(), **kwargs)

@@ -13,6 +13,7 @@ import numpy
 import scipy.stats
 import torch
 
+from . import gits
 from .model_sampling import ModelSampling
 
 Scheduler = Callable[[ModelSampling, int], torch.Tensor]
@@ -76,19 +77,31 @@ NOISE_LEVELS = {
 }
 
 
-def tabulated_sigmas(model_type: str, steps: int, denoise: float = 1.0) -> torch.Tensor:
-    """`steps` steps down NOISE_LEVELS[model_type] (resampled log-linearly when the table has another length), the
-    last `denoise` of them, ending at 0."""
+def resampled_sigmas(levels: list[float], steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """`steps` steps down the noise `levels` (resampled log-linearly when they are not steps + 1), the last
+    `denoise` of them, ending at 0."""
     if denoise <= 0.0:
         return torch.FloatTensor([])
     kept = round(steps * denoise) if denoise < 1.0 else steps
-    levels = numpy.array(NOISE_LEVELS[model_type])
+    levels = numpy.array(levels)
     if steps + 1 != len(levels):
         ascending = numpy.log(levels[::-1])
-        levels = numpy.exp(numpy.interp(numpy.linspace(0, 1, steps + 1), numpy.linspace(0, 1, len(levels)), ascending))[::-1]
+        levels = numpy.exp(numpy.interp(numpy.linspace(0, 1, steps + 1), numpy.linspace(0, 1, len(levels)),
+                                        ascending))[::-1]
     levels = levels[-(kept + 1):].copy()
     levels[-1] = 0
     return torch.FloatTensor(levels)
+
+
+def tabulated_sigmas(model_type: str, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """resampled_sigmas of NOISE_LEVELS[model_type]."""
+    return resampled_sigmas(NOISE_LEVELS[model_type], steps, denoise)
+
+
+def gits_sigmas(coeff: float, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """GITS's schedule for `coeff` (0.80..1.50 by 0.05): the one searched for `steps`, or beyond 20 steps the
+    20-step one resampled."""
+    return resampled_sigmas(gits.NOISE_LEVELS[round(coeff, 2)][min(steps, 20) - 2], steps, denoise)
 
 
 def get_sigmas_kl_optimal(n: int, sigma_min: float, sigma_max: float, device=None) -> torch.Tensor:

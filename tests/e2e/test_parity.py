@@ -11,7 +11,8 @@ runs the same cases against a real comfyd server (the app on a loopback port), s
 /view are exercised exactly as against upstream. Tolerance per image, on 0..255
 pixels: max |diff| <= 2 (float rounding across a different attention kernel and op order can flip an 8-bit
 truncation), and mean |diff| <= 0.05: with random weights a wrong prompt weight moves few pixels far (1.3 vs 1.2
-moves the mean by ~0.2), so the mean is the sharper check.
+moves the mean by ~0.2), so the mean is the sharper check. Animations are compared frame by frame, their frame
+durations and loop count exactly.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiohttp import web
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from engine import Settings
 from server.app import create_app
@@ -56,7 +57,8 @@ BASELINES = {"lora_0_8": "euler_normal", "lora_chain": "lora_0_8", "lora_model_o
              "control_lora": "euler_normal",
              "t2i_adapter_light": "unet_two_blocks",
              "inpaint_model_vae_encode": "inpaint_vae_encode_grow_6",
-             "inpaint_model_noise_mask": "inpaint_noise_mask", "inpaint_model_txt2img": "euler_normal"}
+             "inpaint_model_noise_mask": "inpaint_noise_mask", "inpaint_model_txt2img": "euler_normal",
+             "model_merge_simple_0_4": "euler_normal", "clip_merge_simple_0_7": "euler_normal"}
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +118,14 @@ def pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
 
 
+def frames(path: Path) -> tuple[list[np.ndarray], list, object]:
+    """Every frame of an image file (one for a still image), the frames' durations and the loop count."""
+    with Image.open(path) as image:
+        shown = [(np.asarray(frame.convert("RGB"), dtype=np.int16), frame.info.get("duration"))
+                 for frame in ImageSequence.Iterator(image)]
+        return [f for f, _ in shown], [d for _, d in shown], image.info.get("loop")
+
+
 def test_golden_data_covers_every_case_and_is_intact():
     assert list(GOLDEN["cases"]) == list(cases.CASES)
     assert GOLDEN["checkpoint"] == checkpoint.fingerprints()
@@ -146,8 +156,11 @@ PATCHED = {**dict.fromkeys(["rescale_cfg_0_7", "cfg_zero_star", "cfg_norm_0_8", 
                             "epsilon_scaling_1_05", "fresca", "unet_self_attention_multiply",
                             "unet_cross_attention_multiply", "clip_attention_multiply", "perp_neg_patch",
                             "sampling_discrete_v_zsnr", "sampling_discrete_x0", "sampling_discrete_img_to_img",
-                            "sampling_edm_eps_normal"], "euler_normal"),
-           **dict.fromkeys(["freeu", "freeu_v2", "perturbed_attention_3", "self_attention_guidance"], "unet_640"),
+                            "sampling_edm_eps_normal", "latent_tonemap_reinhard", "latent_sharpen",
+                            "guidance_sharpen", "guidance_tonemap_reinhard", "renorm_cfg", "hypertile", "tome_0_5"],
+                           "euler_normal"),
+           **dict.fromkeys(["freeu", "freeu_v2", "perturbed_attention_3", "self_attention_guidance",
+                            "deep_shrink_after_skip", "deep_shrink_before_skip"], "unet_640"),
            **dict.fromkeys(["dual_cfg_regular", "dual_cfg_nested", "perp_neg_guider"], "cfg_guider")}
 
 
@@ -172,10 +185,16 @@ def test_comfyd_matches_upstream(case, comfyd_outputs):
     if isinstance(golden, dict):  # a PreviewAny's text
         assert ours == golden
         return
-    assert [(f["width"], f["height"]) for f in ours] == [(f["width"], f["height"]) for f in golden]
-    diffs = [np.abs(pixels(comfyd_outputs / o["file"]) - pixels(cases.GOLDEN_DIR / g["file"]))
-             for o, g in zip(ours, golden)]
-    summary = ", ".join(f"max {int(d.max())} mean {d.mean():.4f}" for d in diffs)
+    assert [(Path(f["file"]).suffix, f["width"], f["height"], f.get("frames")) for f in ours] == \
+        [(Path(f["file"]).suffix, f["width"], f["height"], f.get("frames")) for f in golden]
+    diffs = []
+    for o, g in zip(ours, golden):
+        (our_frames, *our_timing), (their_frames, *their_timing) = (frames(comfyd_outputs / o["file"]),
+                                                                    frames(cases.GOLDEN_DIR / g["file"]))
+        assert our_timing == their_timing, f"{g['file']}: frame durations and loop count"
+        diffs.append((g["file"], [np.abs(a - b) for a, b in zip(our_frames, their_frames)]))
+    summary = ", ".join(f"max {int(d.max())} mean {d.mean():.4f}" for _, per_frame in diffs for d in per_frame)
     print(f"parity {case}: {summary}")
-    for d, g in zip(diffs, golden):
-        assert d.max() <= MAX_DIFF and d.mean() <= MAX_MEAN_DIFF, f"{g['file']}: {summary}"
+    for name, per_frame in diffs:
+        for d in per_frame:
+            assert d.max() <= MAX_DIFF and d.mean() <= MAX_MEAN_DIFF, f"{name}: {summary}"

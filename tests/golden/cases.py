@@ -30,6 +30,7 @@ from .upscaler import PARITY_UPSCALERS
 
 CHECKPOINT = checkpoint.NAME
 UNET_640 = checkpoint.UNET_640
+MERGE_PARTNER = checkpoint.MERGE_PARTNER  # CHECKPOINT drawn with another seed: merges' second model
 INPAINT_CHECKPOINT = "parity-inpaint-s6.safetensors"  # CHECKPOINT with a 9-channel UNet input (inpaint.py)
 INPUT_IMAGE = Path(__file__).with_name("input_64.png")
 INPUT_MASKED = Path(__file__).with_name("input_64_rgba.png")
@@ -407,6 +408,70 @@ def _regex(pattern: str, mode: str, group: int = 1, text: str = "Cat9 dog42 COW7
                              "multiline": False, "dotall": False, "group_index": group, **flags})
 
 
+def _noisy_frames(amount: int = 3) -> dict:
+    """INPUT_IMAGE repeated `amount` times, each copy with its own noise (node 74)."""
+    return {"12": _load_hint(),
+            "75": {"class_type": "RepeatImageBatch", "inputs": {"image": ["12", 0], "amount": amount}},
+            "74": {"class_type": "ImageAddNoise", "inputs": {"image": ["75", 0], "seed": 3, "strength": 0.4}}}
+
+
+def animated(class_type: str, **inputs) -> dict:
+    """Three noisy copies of INPUT_IMAGE saved as one animation by `class_type` (the output node)."""
+    return {**_noisy_frames(), OUTPUT_NODE: {"class_type": class_type, "inputs": {
+        "images": ["74", 0], "filename_prefix": "parity", **inputs}}}
+
+
+def yuv(output: int | None = None) -> dict:
+    """INPUT_IMAGE split into Y, U, V planes (node 70): plane `output` saved, or by default the planes joined
+    back with U and V swapped (node 76)."""
+    graph = image_op("ImageRGBToYUV")
+    if output is None:
+        graph["76"] = {"class_type": "ImageYUVToRGB", "inputs": {"Y": ["70", 0], "U": ["70", 2], "V": ["70", 1]}}
+        output = ("76", 0)
+    else:
+        output = ("70", output)
+    return {**graph, **_save(output)}
+
+
+def latent_operation(class_type: str, **inputs) -> dict:
+    """euler_normal's latent through LatentApplyOperation (node 81) with the operation `class_type` (node 80)."""
+    graph = txt2img(seed=1)
+    graph["80"] = {"class_type": class_type, "inputs": inputs}
+    graph["81"] = {"class_type": "LatentApplyOperation", "inputs": {"samples": ["3", 0], "operation": ["80", 0]}}
+    graph["8"]["inputs"]["samples"] = ["81", 0]
+    return graph
+
+
+def guidance_operation(class_type: str, **inputs) -> dict:
+    """euler_normal through LatentApplyOperationCFG with the operation `class_type` (node 80)."""
+    return patched("LatentApplyOperationCFG", 1, operation=["80", 0],
+                   extra={"80": {"class_type": class_type, "inputs": inputs}})
+
+
+def deep_shrink(block_number: int, factor: float, after_skip: bool, down: str, up: str) -> dict:
+    return unet_640("PatchModelAddDownscale", block_number=block_number, downscale_factor=factor,
+                    start_percent=0.0, end_percent=0.6, downscale_after_skip=after_skip, downscale_method=down,
+                    upscale_method=up)
+
+
+def merge(nodes: dict, *, model=("4", 0), clip=("4", 1)) -> dict:
+    """euler_normal's graph with MERGE_PARTNER loaded too (node 15) and the merge `nodes` (16, 17, ...), sampling with
+    `model` and encoding with `clip`."""
+    partner = {"15": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": MERGE_PARTNER}}}
+    return txt2img(seed=1, model=model, clip=clip, extra={**partner, **nodes})
+
+
+def merge_node(class_type: str, first=("4", 0), second=("15", 0), kind: str = "model", **inputs) -> dict:
+    return {"class_type": class_type, "inputs": {f"{kind}1": list(first), f"{kind}2": list(second), **inputs}}
+
+
+# ModelMergeSD1's inputs, and the ratios of the blocks the parity UNet has (the others 1.0).
+SD1_BLOCKS = ("time_embed.", "label_emb.", *(f"input_blocks.{i}." for i in range(12)),
+              *(f"middle_block.{i}." for i in range(3)), *(f"output_blocks.{i}." for i in range(12)), "out.")
+SD1_BLOCK_RATIOS = {"time_embed.": 0.7, "input_blocks.0.": 0.5, "input_blocks.1.": 0.2, "output_blocks.0.": 0.9,
+                    "output_blocks.1.": 0.0, "out.": 0.6}
+
+
 CASES: dict[str, Callable[[], dict]] = {
     "euler_normal": lambda: txt2img(seed=1, sampler="euler", scheduler="normal"),
     "euler_ancestral_karras": lambda: txt2img(seed=2, sampler="euler_ancestral", scheduler="karras"),
@@ -572,4 +637,59 @@ CASES: dict[str, Callable[[], dict]] = {
     "freeu_v2": lambda: unet_640("FreeU_V2", b1=1.3, b2=1.6, s1=0.9, s2=0.4),
     "perturbed_attention_3": lambda: unet_640("PerturbedAttentionGuidance", scale=3.0),
     "self_attention_guidance": lambda: unet_640("SelfAttentionGuidance", scale=1.5, blur_sigma=2.0),
+    # issue 13: morphology and YCbCr planes, animations, latent operations, more patches, samplers and schedules
+    "morphology_gradient_4": lambda: image_op("Morphology", operation="gradient", kernel_size=4),
+    "morphology_top_hat_5": lambda: image_op("Morphology", operation="top_hat", kernel_size=5),
+    "morphology_bottom_hat_3": lambda: image_op("Morphology", operation="bottom_hat", kernel_size=3),
+    "rgb_to_yuv_u": lambda: yuv(1),
+    "rgb_to_yuv_v": lambda: yuv(2),
+    "yuv_to_rgb_swapped_chroma": yuv,
+    "animated_webp_lossless": lambda: animated("SaveAnimatedWEBP", fps=4.0, lossless=True, quality=80,
+                                               method="default"),
+    "animated_webp_lossy": lambda: animated("SaveAnimatedWEBP", fps=12.5, lossless=False, quality=60,
+                                            method="fastest"),
+    "animated_png": lambda: animated("SaveAnimatedPNG", fps=8.0, compress_level=6),
+    "latent_tonemap_reinhard": lambda: latent_operation("LatentOperationTonemapReinhard", multiplier=0.5),
+    "latent_sharpen": lambda: latent_operation("LatentOperationSharpen", sharpen_radius=2, sigma=1.0, alpha=0.5),
+    "guidance_sharpen": lambda: guidance_operation("LatentOperationSharpen", sharpen_radius=3, sigma=1.5,
+                                                   alpha=0.8),
+    "guidance_tonemap_reinhard": lambda: guidance_operation("LatentOperationTonemapReinhard", multiplier=0.3),
+    "renorm_cfg": lambda: patched("RenormCFG", 1, cfg_trunc=5.0, renorm_cfg=1.1),
+    "sampler_euler_cfg_pp_regular": lambda: custom(("SamplerEulerCFGpp", {"version": "regular"}), cfg=1.5),
+    "sampler_euler_cfg_pp_alternative": lambda: custom(("SamplerEulerCFGpp", {"version": "alternative"}), cfg=1.5),
+    "sampler_lcm_upscale": lambda: custom(("SamplerLCMUpscale", {"scale_ratio": 1.5, "scale_steps": -1,
+                                                                 "upscale_method": "bislerp"}), cfg=1.5),
+    "sampler_lcm_upscale_one_step": lambda: custom(("SamplerLCMUpscale", {"scale_ratio": 2.0, "scale_steps": 1,
+                                                                          "upscale_method": "bilinear"}), cfg=1.5),
+    "gits_scheduler": lambda: custom(sigmas=("GITSScheduler", {"coeff": 1.2, "steps": 4, "denoise": 1.0})),
+    "gits_scheduler_resampled": lambda: custom(sigmas=("GITSScheduler", {"coeff": 0.85, "steps": 25,
+                                                                         "denoise": 0.16})),
+    "deep_shrink_after_skip": lambda: deep_shrink(1, 2.0, True, "bicubic", "bicubic"),
+    "deep_shrink_before_skip": lambda: deep_shrink(1, 1.5, False, "bislerp", "nearest-exact"),
+    "hypertile": lambda: patched("HyperTile", 1, tile_size=32, swap_size=1, max_depth=0, scale_depth=False),
+    "hypertile_random_128": lambda: patched("HyperTile", 1, tile_size=32, swap_size=3, max_depth=1,
+                                            scale_depth=False, ksampler={"width": 128, "height": 128}),
+    "tome_0_5": lambda: patched("TomePatchModel", 1, ratio=0.5),
+    # issue 13: model merging (a second checkpoint's weights mixed in as patches)
+    "model_merge_simple_0_4": lambda: merge({"16": merge_node("ModelMergeSimple", ratio=0.4)}, model=("16", 0)),
+    "model_merge_blocks": lambda: merge({"16": merge_node("ModelMergeBlocks", input=0.1, middle=0.5, out=0.75)},
+                                        model=("16", 0)),
+    "model_merge_sd1_blocks": lambda: merge({"16": merge_node(
+        "ModelMergeSD1", **{name: SD1_BLOCK_RATIOS.get(name, 1.0) for name in SD1_BLOCKS})}, model=("16", 0)),
+    # B + 0.5 * (A - B): a merge whose second model is itself a merge
+    "model_merge_subtract_add": lambda: merge({"16": merge_node("ModelMergeSubtract", multiplier=0.5),
+                                               "17": merge_node("ModelMergeAdd", ("15", 0), ("16", 0))},
+                                              model=("17", 0)),
+    # a LoRA before the merge is scaled with the weight it patched
+    "model_merge_after_lora": lambda: merge({
+        "16": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["4", 0], "lora_name": LORA_A,
+                                                               "strength_model": 0.8}},
+        "17": merge_node("ModelMergeSimple", ("16", 0), ratio=0.5)}, model=("17", 0)),
+    # ComfyUI keeps text encoders in fp16 on the CPU and rounds merged weights to it, comfyd keeps them in fp32:
+    # about 0.03 / 255 apart on average (more for some ratios: 0.3 gave 0.065)
+    "clip_merge_simple_0_7": lambda: merge({"16": merge_node("CLIPMergeSimple", ("4", 1), ("15", 1), "clip",
+                                                             ratio=0.7)}, clip=("16", 0)),
+    "clip_merge_subtract_add": lambda: merge({
+        "16": merge_node("CLIPMergeSubtract", ("4", 1), ("15", 1), "clip", multiplier=0.5),
+        "17": merge_node("CLIPMergeAdd", ("15", 1), ("16", 0), "clip")}, clip=("17", 0)),
 }

@@ -11,12 +11,15 @@ one lacks: a second level 640 channels wide (FreeU acts on 2x and 4x the base wi
 transformer (perturbed-attention guidance replaces its self-attention), without other transformers to keep it
 small.
 
+MERGE_PARTNER is NAME's twin drawn with another seed, the second model of the merge cases.
+
 Values depend only on (seed, name): numpy's PCG64 seeded with (seed, crc32(name)); 2-D and larger weights are
 N(0, 1/fan_in) (embeddings N(0, 0.02^2)), 1-D ``weight`` tensors are norm scales (ones), other 1-D tensors zeros.
 The digest of what `build` returns is recorded in the golden manifest, so a change here shows as a parity failure
 before any image is compared.
 
-    python -m tests.golden.checkpoint MODELS     # NAME into MODELS/checkpoints, UNET_640 into MODELS/diffusion_models
+    python -m tests.golden.checkpoint MODELS     # NAME, MERGE_PARTNER into MODELS/checkpoints, UNET_640 into
+                                                 # MODELS/diffusion_models
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ NAME = "tiny-sd15.safetensors"
 SEED = 0
 UNET_640 = "parity-unet-640-s7.safetensors"
 UNET_640_SEED = 7
+MERGE_PARTNER = "parity-sd15-s5.safetensors"
+MERGE_PARTNER_SEED = 5
 GENERATOR = "tests/golden/checkpoint.py"
 
 
@@ -72,13 +77,16 @@ def build_unet_640(seed: int = UNET_640_SEED, dtype=np.float16) -> dict[str, np.
 
 
 def fingerprints() -> dict[str, str]:
-    return {NAME: seeded.digest(build()), UNET_640: seeded.digest(build_unet_640())}
+    return {NAME: seeded.digest(build()), UNET_640: seeded.digest(build_unet_640()),
+            MERGE_PARTNER: seeded.digest(build(MERGE_PARTNER_SEED))}
 
 
 def write_parity_files(models: str | Path) -> list[Path]:
     models = Path(models)
     return [seeded.save(build(), models / "checkpoints" / NAME, GENERATOR, SEED),
-            seeded.save(build_unet_640(), models / "diffusion_models" / UNET_640, GENERATOR, UNET_640_SEED)]
+            seeded.save(build_unet_640(), models / "diffusion_models" / UNET_640, GENERATOR, UNET_640_SEED),
+            seeded.save(build(MERGE_PARTNER_SEED), models / "checkpoints" / MERGE_PARTNER, GENERATOR,
+                        MERGE_PARTNER_SEED)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,12 +16,13 @@ from .dpmpp import (sample_dpmpp_2m, sample_dpmpp_2m_cfg_pp, sample_dpmpp_2m_sde
                     sample_dpmpp_2s_ancestral_cfg_pp, sample_dpmpp_3m_sde, sample_dpmpp_3m_sde_gpu,
                     sample_dpmpp_sde, sample_dpmpp_sde_gpu)
 from .euler import (sample_dpm_2, sample_dpm_2_ancestral, sample_euler, sample_euler_ancestral,
-                    sample_euler_ancestral_cfg_pp, sample_euler_cfg_pp, sample_heun, sample_heunpp2)
+                    sample_euler_ancestral_cfg_pp, sample_euler_cfg_pp, sample_euler_pp, sample_heun, sample_heunpp2)
 from .multistep import (sample_deis, sample_gradient_estimation, sample_gradient_estimation_cfg_pp, sample_ipndm,
                         sample_ipndm_v, sample_lms, sample_res_multistep, sample_res_multistep_ancestral,
                         sample_res_multistep_ancestral_cfg_pp, sample_res_multistep_cfg_pp)
 from .sa_solver import sample_sa_solver, sample_sa_solver_pece
-from .stochastic import sample_ddpm, sample_er_sde, sample_lcm, sample_seeds_2, sample_seeds_3
+from .stochastic import (sample_ddpm, sample_er_sde, sample_lcm, sample_lcm_upscale, sample_seeds_2,
+                         sample_seeds_3)
 from .unipc import sample_uni_pc, sample_uni_pc_bh2
 
 Sampler = Callable[..., torch.Tensor]
@@ -73,3 +74,8 @@ SAMPLERS: dict[str, Sampler] = {
     "uni_pc_bh2": sample_uni_pc_bh2,
 }
 SAMPLER_NAMES: list[str] = list(SAMPLERS)
+# Samplers that only sampler nodes pick (SamplerLCMUpscale, SamplerEulerCFG++ "alternative"): not KSampler choices.
+NODE_SAMPLERS: dict[str, Sampler] = {
+    "lcm_upscale": sample_lcm_upscale,
+    "euler_pp": sample_euler_pp,
+}

@@ -191,3 +191,17 @@ def sample_euler_ancestral_cfg_pp(model, x, sigmas, extra_args=None, callback=No
 def sample_euler_cfg_pp(model, x, sigmas, extra_args=None, callback=None, disable=None):
     """Deterministic Euler with CFG++."""
     return sample_euler_ancestral_cfg_pp(model, x, sigmas, extra_args, callback, disable, eta=0.0, s_noise=0.0)
+
+
+@torch.no_grad()
+def sample_euler_pp(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    """The "alternative" Euler CFG++ of SamplerEulerCFG++: an Euler step whose noise estimate is the guided one plus
+    the difference between the negative and the guided predictions."""
+    extra_args = {} if extra_args is None else extra_args
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = denoise_with_uncond(model, x, sigmas[i] * s_in, extra_args)
+        d = to_d(x - denoised + uncond, sigmas[i], denoised)
+        step_callback(callback, x, i, sigmas[i], denoised)
+        x = x + d * (sigmas[i + 1] - sigmas[i])
+    return x

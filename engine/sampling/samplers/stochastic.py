@@ -1,11 +1,13 @@
 """Stochastic samplers built on the VP (variance-preserving) view: DDPM, LCM, ER-SDE and SEEDS.
 
-All draw fresh noise from the default generator seeded with ``extra_args["seed"]``.
+All but LCM-upscale draw fresh noise from the default generator seeded with ``extra_args["seed"]``.
 """
 from __future__ import annotations
 
+import numpy
 import torch
 
+from ...resize import common_upscale
 from .common import model_sampling_of, offset_first_sigma_for_snr, seeded_noise_sampler, step_callback
 
 
@@ -50,6 +52,33 @@ def sample_lcm(model, x, sigmas, extra_args=None, callback=None, disable=None, n
         x = denoised
         if sigmas[i + 1] > 0:
             x = ms.noise_scaling(sigmas[i + 1], noise_sampler(sigmas[i], sigmas[i + 1]), x)
+    return x
+
+
+@torch.no_grad()
+def sample_lcm_upscale(model, x, sigmas, extra_args=None, callback=None, disable=None, total_upscale=2.0,
+                       upscale_method="bislerp", upscale_steps=None):
+    """LCM sampling that enlarges the x0 estimate in equal scale steps up to `total_upscale` over the first
+    `upscale_steps` steps (None: about half of them) before re-noising it.
+
+    The noise comes from torch's global generator, as in ComfyUI, where it continues the stream that drew the
+    initial noise (see engine.sampling.noise)."""
+    extra_args = {} if extra_args is None else extra_args
+    if upscale_steps is None:
+        upscale_steps = max(len(sigmas) // 2 + 1, 2)
+    else:
+        upscale_steps = min(upscale_steps + 1, len(sigmas) + 1)
+    scales = numpy.linspace(1.0, total_upscale, upscale_steps)[1:]
+    height, width = x.shape[-2:]
+    s_in = x.new_ones([x.shape[0]])
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        step_callback(callback, x, i, sigmas[i], denoised)
+        x = denoised
+        if i < len(scales):
+            x = common_upscale(x, round(width * scales[i]), round(height * scales[i]), upscale_method)
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * torch.randn_like(x)
     return x
 
 

@@ -53,6 +53,32 @@ def test_a_block_patch_changes_what_runs_after_it(model):
     assert not torch.allclose(doubled, run(model))
 
 
+def test_after_skip_patches_change_only_what_goes_on_and_upsamplers_aim_at_the_next_skip(model):
+    seen = []
+
+    def halve(h, options):
+        return h[..., ::2, ::2] if options["block"] == ("input", 1) else h
+
+    def output_patch(h, hsp, options):
+        seen.append((options["block"][1], tuple(h.shape[2:]), tuple(hsp.shape[2:])))
+        return h, hsp
+
+    out = run(model, {"patches": {"input_block_patch_after_skip": [halve], "output_block_patch": [output_patch]}})
+    assert out.shape == (2, 4, 8, 8)
+    # the skip of input block 1 was kept at 8 x 8 before h was halved: what follows runs at half the size, and the
+    # upsampler after output block 1 enlarges 2 x 2 straight to the 8 x 8 of that skip
+    assert seen == [(0, (2, 2), (2, 2)), (1, (2, 2), (2, 2)), (2, (8, 8), (8, 8)), (3, (8, 8), (8, 8))]
+
+    def regrow(h, hsp, options):
+        output_patch(h, hsp, options)
+        return torch.nn.functional.interpolate(h, size=hsp.shape[2:]), hsp
+
+    # halved before its skip is kept: output block 3 alone meets a skip of another size, and must make h fit
+    before = run(model, {"patches": {"input_block_patch": [halve], "output_block_patch": [regrow]}})
+    assert seen[4:] == [(0, (2, 2), (2, 2)), (1, (2, 2), (2, 2)), (2, (4, 4), (4, 4)), (3, (4, 4), (8, 8))]
+    assert before.shape == out.shape and not torch.equal(before, out)
+
+
 def test_attention_patches_get_upstreams_extra_options(model):
     calls = []
 
@@ -99,6 +125,7 @@ def test_the_unet_is_left_as_it_was(model):
                             "output_block_patch": [lambda h, hsp, options: (h, hsp)]}})
     assert {name: type(p) for name, p in model.unet.attn_processors.items()} == processors
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.unet.modules())
+    assert not any("forward" in vars(block) for block in model.unet.up_blocks)  # their own forward again
 
 
 def test_model_patch_setters_build_upstreams_option_layout():
