@@ -66,9 +66,9 @@ class Comfy:
         from server.compat import PromptServer
 
         self._sink = _Sink(asyncio.get_running_loop())
-        PromptServer(self._sink)  # custom nodes reach it at import, as in a server
+        prompt_server = PromptServer(self._sink)  # custom nodes reach it at import, as in a server
         registry = self._registry or await asyncio.to_thread(build_registry, self.settings)
-        self.engine = Engine(self.settings, registry, self._sink)
+        self.engine = prompt_server.engine = Engine(self.settings, registry, self._sink)
         self.engine.start()
         return self
 

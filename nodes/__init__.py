@@ -3,7 +3,8 @@
 What custom nodes written for ComfyUI take from its `nodes` module is here too: `MAX_RESOLUTION`,
 `NODE_CLASS_MAPPINGS` and `NODE_DISPLAY_NAME_MAPPINGS` (the registry points the mappings at its own tables when it
 loads packs), every built-in node class ComfyUI defines in nodes.py under its name (`from nodes import KSampler`),
-`common_ksampler`, `before_node_execution` and `interrupt_processing`.
+`common_ksampler`, `before_node_execution`, `interrupt_processing` and `EXTENSION_WEB_DIRS` (package name -> web
+folder: packs that add themselves there, as Impact Pack does, have it served like a WEB_DIRECTORY).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import importlib.util
 MAX_RESOLUTION = 16384
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+EXTENSION_WEB_DIRS: dict[str, str] = {}
 
 
 @functools.cache

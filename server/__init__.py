@@ -1,7 +1,12 @@
 """comfyd's HTTP and websocket server (aiohttp).
 
-`PromptServer` is exported for custom nodes written for ComfyUI (`from server import PromptServer`).
+`PromptServer` and `BinaryEventTypes` are exported for custom nodes written for ComfyUI (`from server import
+PromptServer`), and so are `web` and `uuid`, which packs take from ComfyUI's server module (`server.web.Response`).
 """
-from .compat import PromptServer
+import uuid
 
-__all__ = ["PromptServer"]
+from aiohttp import web
+
+from .compat import BinaryEventTypes, PromptServer
+
+__all__ = ["BinaryEventTypes", "PromptServer", "uuid", "web"]

@@ -50,7 +50,7 @@ def create_app(settings: Settings, registry: NodeRegistry | None = None, argv: l
         middlewares.append(middleware.origin_check)
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_upload_size)
     prompt_server.app = app  # packs add routes (static folders) to it at import, so it comes before they load
-    engine = Engine(settings, registry or build_registry(settings), hub, argv=argv)
+    engine = prompt_server.engine = Engine(settings, registry or build_registry(settings), hub, argv=argv)
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[HUB] = hub

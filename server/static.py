@@ -14,6 +14,7 @@ from aiohttp import web
 
 from engine.folders import safe_join
 
+from .compat import extension_web_dirs
 from .errors import bad_request
 from .frontend import Frontend
 from .keys import ENGINE, FRONTEND, SETTINGS
@@ -108,8 +109,8 @@ async def doc_file(request: web.Request) -> web.StreamResponse:
 async def extension_file(request: web.Request) -> web.StreamResponse:
     name, path = request.match_info["package"], request.match_info["path"]
     # A custom node package's web folder wins over the bundle's extensions/<name>/, as in ComfyUI.
-    for package in request.app[ENGINE].registry.packages:
-        if package.name == name and package.web_directory is not None:
+    for package in extension_web_dirs(request.app[ENGINE].registry.packages):
+        if package.name == name:
             return await serve([package.web_directory], path)
     web_root = request.app[FRONTEND].web_root
     return await serve([web_root / "extensions" if web_root is not None else None], f"{name}/{path}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..compat import extension_web_dirs
 from ..keys import ENGINE, FRONTEND, SETTINGS
 
 
@@ -69,7 +70,7 @@ async def get_features(request: web.Request) -> web.Response:
 
 
 async def get_extensions(request: web.Request) -> web.Response:
-    packages = request.app[ENGINE].registry.packages
+    packages = extension_web_dirs(request.app[ENGINE].registry.packages)
     return web.json_response(await asyncio.to_thread(request.app[FRONTEND].extension_scripts, packages))
 
 

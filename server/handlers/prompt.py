@@ -9,6 +9,7 @@ from aiohttp import web
 
 from engine import QueueFull
 
+from ..compat import PromptServer
 from ..errors import bad_request, error_body, read_json
 from ..keys import ENGINE, WEBHOOKS
 from ..webhooks import webhook_url
@@ -24,6 +25,8 @@ async def get_prompt(request: web.Request) -> web.Response:
 async def post_prompt(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
+    if isinstance(body, dict) and PromptServer.instance is not None:
+        body = PromptServer.instance.trigger_on_prompt(body)  # packs' on_prompt handlers may rewrite the prompt
     if not isinstance(body, dict) or "prompt" not in body:
         return web.json_response(error_body("no_prompt", "No prompt provided", "No prompt provided"), status=400)
     number = _number(body.get("number"))

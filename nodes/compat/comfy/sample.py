@@ -3,6 +3,7 @@ a plain module attribute that packs may rebind (nodes.common_ksampler looks them
 through comfy.samplers.KSampler, as in ComfyUI, so patching that class changes it too."""
 from __future__ import annotations
 
+import numpy as np  # noqa: F401 (packs take `np` from this module, as ComfyUI's imports it)
 import torch
 
 from engine.sampling import noise as noise_mod

@@ -10,6 +10,9 @@ from engine.sampling.guidance import calc_cond_batch as _calc_cond_batch, cfg_fu
 from engine.sampling.samplers import SAMPLER_NAMES
 from engine.sampling.schedules import SCHEDULER_NAMES, calculate_sigmas  # noqa: F401 (re-exported)
 
+# ComfyUI's comfy.samplers imports comfy.model_patcher, and packs that imported only this reach it as an attribute
+from . import model_patcher  # noqa: F401
+
 KSAMPLER_NAMES = SAMPLER_NAMES
 
 
@@ -83,6 +86,16 @@ def sampling_function(model, x, timestep, uncond, cond, cond_scale, model_option
     options = model_options or {}
     cond_pred, uncond_pred = _calc_cond_batch(model, [cond, uncond], x, timestep, options)
     return cfg_function(model, options, cond_pred, uncond_pred, cond_scale, x, timestep, cond=cond, uncond=uncond)
+
+
+class KSamplerX0Inpaint:
+    """ComfyUI's wrapper that keeps the unmasked part of an inpainting latent during sampling. comfyd applies the
+    denoise mask inside its own sampling loop, so packs may import this name but making one raises
+    NotImplementedError."""
+
+    def __init__(self, model, sigmas):
+        raise NotImplementedError("comfyd applies denoise masks in its sampling loop: KSamplerX0Inpaint is not "
+                                  "available; pass denoise_mask to comfy.samplers.KSampler.sample")
 
 
 class KSAMPLER(run.Sampler):
