@@ -85,7 +85,7 @@ class _PromptRun:
         self.executed: list[str] = []
         self.progress_nodes: dict[str, dict] = {}
         self.graph = DynamicPrompt(item.prompt)  # expansion adds nodes to this run's graph only
-        self._specs: dict[str, dict] = {}
+        self._specs: dict[str, tuple[dict, dict]] = {}
         self.expansions: dict[str, list[tuple[dict | None, tuple]]] = {}
         self.stack: list[str] = []  # nodes still to finish, the next ones on top
         self.signatures: dict[str, str] = {}
@@ -166,9 +166,19 @@ class _PromptRun:
         return self.graph.get_node(node_id).get("inputs", {})
 
     def specs(self, node_id: str) -> dict[str, nodespec.InputSpec]:
+        return self._declaration(node_id)[1]
+
+    def accepts(self, node_id: str, name: str) -> bool:
+        """Whether the node declares an input `name`, asking its INPUT_TYPES dicts themselves: packs declare
+        open-ended optional inputs with dicts that contain every name (rgthree's Power Lora Loader)."""
+        types = self._declaration(node_id)[0]
+        return any(isinstance(types.get(c), dict) and name in types[c] for c in ("required", "optional", "hidden"))
+
+    def _declaration(self, node_id: str) -> tuple[dict, dict[str, nodespec.InputSpec]]:
         class_type = self.class_type(node_id)
         if class_type not in self._specs:
-            self._specs[class_type] = nodespec.input_specs(self.ex.registry.get(class_type))
+            types = nodespec.input_types(self.ex.registry.get(class_type))
+            self._specs[class_type] = (types, nodespec.input_specs(self.ex.registry.get(class_type), types))
         return self._specs[class_type]
 
     def dependency_order(self, roots: list[str]) -> list[str]:
@@ -394,7 +404,7 @@ class _PromptRun:
                 source = self.done.get(target[0])
                 values = source.values if source is not None else ()
                 data[name] = values[target[1]] if target[1] < len(values) else [None]  # None: not evaluated (yet)
-            elif spec is not None:  # hidden ones too: the known hidden types are filled in below
+            elif spec is not None or self.accepts(node_id, name):  # hidden ones too: known hidden types are set below
                 data[name] = [value]
         extra = self.item.extra_data
         hidden_values = {

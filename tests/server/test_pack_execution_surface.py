@@ -151,6 +151,25 @@ class Loose(Node):
         return (value,)
 
 
+class AnyName(dict):
+    """An input table containing every name, as packs declare open-ended inputs (rgthree's Power Lora Loader)."""
+    def __contains__(self, key):
+        return True
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self, key) if dict.__contains__(self, key) else (IO.ANY,)
+
+
+class Collect(Node):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}, "optional": AnyName()}
+    RETURN_TYPES = (IO.STRING,)
+
+    def run(self, **named):
+        return (repr(sorted(named.items())),)
+
+
 class Show(Node):
     @classmethod
     def INPUT_TYPES(cls):
@@ -163,7 +182,7 @@ class Show(Node):
 
 
 NODE_CLASS_MAPPINGS = {"Pack" + cls.__name__: cls for cls in (Number, Sum, Repeat, Gate, Describe, AsyncDouble,
-                                                              Meet, Positive, Loose, Show)}
+                                                              Meet, Positive, Loose, Collect, Show)}
 '''
 
 
@@ -285,3 +304,11 @@ async def test_a_node_may_return_fewer_values_than_it_declares(pack_client):
     prompt["9"]["inputs"]["value"] = ["2", 1]  # the slot it did not return reaches its user as None
     values, messages = await shown(pack_client, prompt)
     assert values == [None] and (await shown(pack_client, prompt, "8"))[0] == [5]
+
+
+async def test_inputs_of_any_name_reach_a_node_whose_input_table_contains_every_name(pack_client):
+    prompt = {"1": number(2.5), "2": {"class_type": "PackCollect", "inputs": {
+        "lora_1": {"on": True, "lora": "style.safetensors", "strength": 0.8}, "count": 3, "linked": ["1", 0]}},
+        "9": show("2")}
+    assert (await shown(pack_client, prompt))[0] == [repr(sorted(
+        {"lora_1": {"on": True, "lora": "style.safetensors", "strength": 0.8}, "count": 3, "linked": 2.5}.items()))]
