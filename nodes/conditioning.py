@@ -229,6 +229,7 @@ class InpaintModelConditioning:
 class InstructPixToPixConditioning:
     """The image to edit as conditioning, for instruct-pix2pix models' extra input channels; sampling starts
     from an empty latent of its size."""
+    API_NODE = False
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -26,6 +26,7 @@ class FluxConditioningNode:
 
 
 class CLIPTextEncodeFlux(FluxConditioningNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"clip": ("CLIP", {}),
@@ -43,6 +44,7 @@ class CLIPTextEncodeFlux(FluxConditioningNode):
 
 
 class FluxGuidance(FluxConditioningNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"conditioning": ("CONDITIONING", {}), "guidance": GUIDANCE}}
@@ -54,6 +56,7 @@ class FluxGuidance(FluxConditioningNode):
 
 
 class FluxDisableGuidance(FluxConditioningNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"conditioning": ("CONDITIONING", {})}}
@@ -66,6 +69,7 @@ class FluxDisableGuidance(FluxConditioningNode):
 
 
 class FluxKontextImageScale:
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"image": ("IMAGE", {})}}
@@ -86,6 +90,7 @@ class FluxKontextImageScale:
 
 
 class FluxKontextMultiReferenceLatentMethod(FluxConditioningNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"conditioning": ("CONDITIONING", {}),

@@ -276,6 +276,8 @@ class PreviewImage(SaveImage):
 class SaveImageWebsocket:
     """Sends each image to the queuing client as a binary PNG frame instead of writing a file."""
 
+    RELATIVE_PYTHON_MODULE = "custom_nodes.websocket_image_save"  # ComfyUI ships it as an example custom node
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"images": ("IMAGE",)}}
@@ -399,6 +401,7 @@ class ImageScaleBy:
 
 class ImageScaleToTotalPixels:
     """comfy_extras/nodes_post_processing.py: resize to about ``megapixels`` (MiB of pixels), keeping the aspect."""
+    API_NODE = False
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -70,6 +70,7 @@ class EmptyLatentImage:
 
 class EmptySD3LatentImage:
     """Empty latents in the 16-channel space of the SD3 / FLUX VAEs (what Z-Image samples in)."""
+    API_NODE = False
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -323,18 +324,21 @@ class ExtrasLatentNode:
 
 
 class LatentAdd(ExtrasLatentNode):
+    API_NODE = False
     def execute(self, samples1, samples2):
         first = samples1["samples"]
         return (dict(samples1, samples=first + match_latent(samples2["samples"], first)),)
 
 
 class LatentSubtract(ExtrasLatentNode):
+    API_NODE = False
     def execute(self, samples1, samples2):
         first = samples1["samples"]
         return (dict(samples1, samples=first - match_latent(samples2["samples"], first)),)
 
 
 class LatentMultiply(ExtrasLatentNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"samples": ("LATENT", {}),
@@ -345,6 +349,7 @@ class LatentMultiply(ExtrasLatentNode):
 
 
 class LatentInterpolate(ExtrasLatentNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"samples1": ("LATENT", {}), "samples2": ("LATENT", {}),
@@ -362,6 +367,7 @@ class LatentInterpolate(ExtrasLatentNode):
 
 
 class LatentConcat(ExtrasLatentNode):
+    API_NODE = False
     AXES = {"x": -1, "y": -2, "t": -3}
 
     @classmethod
@@ -377,6 +383,7 @@ class LatentConcat(ExtrasLatentNode):
 
 
 class LatentCut(ExtrasLatentNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
@@ -401,6 +408,7 @@ class LatentCut(ExtrasLatentNode):
 
 
 class LatentBatch(ExtrasLatentNode):
+    API_NODE = False
     CATEGORY = "latent/batch"
 
     def execute(self, samples1, samples2):
@@ -412,6 +420,7 @@ class LatentBatch(ExtrasLatentNode):
 
 
 class LatentBatchSeedBehavior(ExtrasLatentNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"samples": ("LATENT", {}),

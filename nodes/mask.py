@@ -375,6 +375,7 @@ class CompositingNode:
 
 
 class PorterDuffImageComposite(CompositingNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"source": ("IMAGE", {}), "source_alpha": ("MASK", {}),
@@ -402,6 +403,7 @@ class PorterDuffImageComposite(CompositingNode):
 
 
 class SplitImageWithAlpha(CompositingNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"image": ("IMAGE", {})}}
@@ -416,6 +418,7 @@ class SplitImageWithAlpha(CompositingNode):
 
 
 class JoinImageWithAlpha(CompositingNode):
+    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"image": ("IMAGE", {}), "alpha": ("MASK", {})}}

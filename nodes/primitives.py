@@ -15,6 +15,9 @@ def _primitive(name: str, value_type: str, options: dict, display: str):
         "CATEGORY": "utils/primitive",
         "execute": execute,
         "DISPLAY_NAME": display,
+        "OUTPUT_TOOLTIPS": (None,),
+        "API_NODE": False,
+        "RELATIVE_PYTHON_MODULE": "comfy_extras.nodes_primitive",
     })
 
 

@@ -117,12 +117,13 @@ class NodeRegistry:
         }
         if hasattr(cls, "OUTPUT_TOOLTIPS"):
             info["output_tooltips"] = list(cls.OUTPUT_TOOLTIPS)
-        if getattr(cls, "DEPRECATED", False):
-            info["deprecated"] = True
-        if getattr(cls, "EXPERIMENTAL", False):
-            info["experimental"] = True
-        if hasattr(cls, "API_NODE"):
-            info["api_node"] = cls.API_NODE
+        # As upstream: each flag a class sets is stated; ComfyUI's V3 nodes (here: classes setting API_NODE)
+        # state all three.
+        v3 = hasattr(cls, "API_NODE")
+        flags = (("DEPRECATED", "deprecated"), ("EXPERIMENTAL", "experimental"), ("API_NODE", "api_node"))
+        for attribute, key in flags:
+            if v3 or hasattr(cls, attribute):
+                info[key] = getattr(cls, attribute, False)
         return info
 
     def all_info(self) -> dict:

@@ -50,6 +50,9 @@ def _size(default=1024):
 
 class CLIPTextEncodeSDXL:
     RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_clip_sdxl"
+    DISPLAY_NAME = None  # upstream's V3 declaration gives none
+    OUTPUT_TOOLTIPS = (None,)
+    API_NODE = False
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -76,6 +79,9 @@ class CLIPTextEncodeSDXL:
 
 class CLIPTextEncodeSDXLRefiner:
     RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_clip_sdxl"
+    DISPLAY_NAME = None
+    OUTPUT_TOOLTIPS = (None,)
+    API_NODE = False
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -25,3 +25,8 @@ def declaration(name: str) -> dict:
     if name not in info:
         raise KeyError(f"no upstream declaration of {name} in {DATA}: run tools/upstream_data.py after adding it")
     return json.loads(json.dumps(info[name]))
+
+
+def declarations() -> list[str]:
+    """The node types whose upstream declarations are kept (those comfyd registers)."""
+    return sorted(_object_info())

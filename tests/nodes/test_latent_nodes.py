@@ -12,7 +12,8 @@ from nodes.registry import NodeRegistry
 from tests.upstream import declaration
 
 COMPARED_FIELDS = ("input", "input_order", "output", "output_is_list", "output_name", "display_name", "category",
-                   "output_node", "description", "python_module", "output_tooltips")
+                   "output_node", "description", "python_module", "output_tooltips", "deprecated", "experimental",
+                   "api_node")
 
 
 def assert_matches_capture(module, name: str) -> None:
