@@ -7,7 +7,7 @@ import torch
 
 from engine.sampling import schedules
 from engine.sampling.guidance import DualCFGDenoiser, PerpNegDenoiser
-from engine.sampling.run import Guider, Noise, Sampler, sample
+from engine.sampling.run import Guider, Noise, Sampler, initial_noise_of, sample
 from engine.sampling.samplers import SAMPLER_NAMES
 from engine.sampling.samplers.sa_solver import tau_interval
 from engine.sampling.schedules import SCHEDULER_NAMES
@@ -203,7 +203,7 @@ class AddNoise(_Node):
         if len(sigmas) == 0:
             return (latent_image,)
         samples = latent_image["samples"]
-        noisy = noise.generate(latent_image, samples)
+        noisy = initial_noise_of(noise, latent_image, samples)
         scale = torch.abs(sigmas[0] - sigmas[-1]) if len(sigmas) > 1 else sigmas[0]
         if torch.count_nonzero(samples) > 0:  # an empty latent stays zero (no shift)
             samples = model.process_latent_in(samples)

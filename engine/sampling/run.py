@@ -46,6 +46,14 @@ class Sampler:
     options: dict = dataclasses.field(default_factory=dict)
 
 
+def initial_noise_of(noise, latent: dict, latent_image: torch.Tensor) -> torch.Tensor:
+    """The noise a NOISE value gives: comfyd's Noise, or any object with ComfyUI's protocol (`generate_noise(latent)`
+    and `seed`), as custom nodes make them."""
+    if hasattr(noise, "generate"):
+        return noise.generate(latent, latent_image)
+    return noise.generate_noise(dict(latent, samples=latent_image))
+
+
 def match_channels(latent: torch.Tensor, channels: int = 4) -> torch.Tensor:
     """An all-zero latent with another channel count (made for another model family) is resized to fit."""
     if latent.shape[1] != channels and torch.count_nonzero(latent) == 0:
@@ -63,7 +71,8 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
     out = dict(latent, samples=latent_image)
     if sigmas.shape[-1] <= 1:  # nothing to run: the latent passes through
         return out, out
-    initial_noise = noise.generate(latent, latent_image)
+    initial_noise = initial_noise_of(noise, latent, latent_image)
+    seed = getattr(noise, "seed", 0)
     device = model.manager.device if model.manager else torch.device("cpu")
     initial_noise, latent_image, sigmas = initial_noise.to(device), latent_image.to(device), sigmas.to(device)
     if torch.count_nonzero(latent_image) > 0:  # an empty latent stays zero (ComfyUI skips the shift too)
@@ -76,7 +85,7 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
         if values is None:
             return None
         return prepare(values, model, initial_noise, latent_image=latent_image, denoise_mask=mask, prompt_type=kind,
-                       seed=noise.seed)
+                       seed=seed)
 
     prepared = {"positive": conds(guider.positive, "positive"), "negative": conds(guider.negative, "negative"),
                 **{name: conds(values, "negative") for name, values in guider.others.items()}}
@@ -112,7 +121,7 @@ def sample(guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict,
         elif reports:
             ctx.progress(info["i"] + 1, total, preview_of(info["denoised"]) if to_image is not None else None)
 
-    samples = ksampler.sample(sampler.name, denoiser, initial_noise, latent_image, sigmas, seed=noise.seed,
+    samples = ksampler.sample(sampler.name, denoiser, initial_noise, latent_image, sigmas, seed=seed,
                               denoise_mask=mask, callback=on_step, options=sampler.options,
                               denoise_mask_function=getattr(model, "model_options", {}).get("denoise_mask_function"))
     out["samples"] = model.process_latent_out(samples.to(torch.float32)).cpu()

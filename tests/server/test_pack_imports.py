@@ -309,3 +309,56 @@ async def test_built_in_samplers_call_through_what_a_pack_rebinds(aiohttp_client
         "start_at_step": 0, "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
     await run_ok(client, prompt)
     assert sys.modules["custom_nodes.rebinding_pack"].CALLS == [(2, 1.0), (3, 1.0)]
+
+
+NOISE_PACK = '''
+import comfy.sample
+
+
+class SeedNoise:
+    """A NOISE value as packs make them: only ComfyUI's protocol (seed, generate_noise)."""
+    def __init__(self, seed):
+        self.seed = seed
+
+    def generate_noise(self, input_latent):
+        return comfy.sample.prepare_noise(input_latent["samples"], self.seed, input_latent.get("batch_index"))
+
+
+class PackNoise:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"noise_seed": ("INT", {"default": 0})}}
+    RETURN_TYPES = ("NOISE",)
+    FUNCTION = "get_noise"
+    CATEGORY = "pack"
+
+    def get_noise(self, noise_seed):
+        return (SeedNoise(noise_seed),)
+
+
+NODE_CLASS_MAPPINGS = {"PackNoise": PackNoise}
+'''
+
+
+async def test_a_packs_noise_object_samples_like_random_noise(aiohttp_client, tmp_path):
+    (tmp_path / "custom_nodes" / "noise_pack").mkdir(parents=True)
+    (tmp_path / "custom_nodes" / "noise_pack" / "__init__.py").write_text(NOISE_PACK)
+    (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+    write_sd15(tmp_path / "models" / "checkpoints" / "tiny.safetensors")
+    settings = Settings(base_directory=tmp_path, cpu=True)
+    client = await aiohttp_client(create_app(settings))
+    images = []
+    for noise in ("RandomNoise", "PackNoise"):
+        prompt = default_workflow("tiny.safetensors", prefix=noise, steps=2)
+        prompt.update({
+            "20": {"class_type": noise, "inputs": {"noise_seed": 11}},
+            "21": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            "22": {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "normal", "steps": 2,
+                                                              "denoise": 1.0}},
+            "23": {"class_type": "CFGGuider", "inputs": {"model": ["4", 0], "positive": ["6", 0],
+                                                         "negative": ["7", 0], "cfg": 5.0}},
+            "3": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["20", 0], "guider": ["23", 0],
+                                                                    "sampler": ["21", 0], "sigmas": ["22", 0],
+                                                                    "latent_image": ["5", 0]}}})
+        images.append(image_of(settings, await run_ok(client, prompt)))
+    assert np.array_equal(images[0], images[1]) and images[0].std() > 0
