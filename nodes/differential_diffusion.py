@@ -7,6 +7,7 @@ from engine.sampling.differential_diffusion import mask_function
 
 class DifferentialDiffusion:
     API_NODE = False
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model": ("MODEL", {})},

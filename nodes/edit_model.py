@@ -5,6 +5,7 @@ from __future__ import annotations
 
 class ReferenceLatent:
     API_NODE = False
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"conditioning": ("CONDITIONING", {})}, "optional": {"latent": ("LATENT", {})}}

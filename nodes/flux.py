@@ -20,13 +20,13 @@ class FluxConditioningNode:
 
     RETURN_TYPES = ("CONDITIONING",)
     OUTPUT_TOOLTIPS = (None,)
+    API_NODE = False
     CATEGORY = "advanced/conditioning/flux"
     DISPLAY_NAME = None
     RELATIVE_PYTHON_MODULE = MODULE
 
 
 class CLIPTextEncodeFlux(FluxConditioningNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"clip": ("CLIP", {}),
@@ -44,7 +44,6 @@ class CLIPTextEncodeFlux(FluxConditioningNode):
 
 
 class FluxGuidance(FluxConditioningNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"conditioning": ("CONDITIONING", {}), "guidance": GUIDANCE}}
@@ -56,7 +55,6 @@ class FluxGuidance(FluxConditioningNode):
 
 
 class FluxDisableGuidance(FluxConditioningNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"conditioning": ("CONDITIONING", {})}}
@@ -70,6 +68,7 @@ class FluxDisableGuidance(FluxConditioningNode):
 
 class FluxKontextImageScale:
     API_NODE = False
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"image": ("IMAGE", {})}}
@@ -90,7 +89,6 @@ class FluxKontextImageScale:
 
 
 class FluxKontextMultiReferenceLatentMethod(FluxConditioningNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"conditioning": ("CONDITIONING", {}),

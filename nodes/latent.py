@@ -310,6 +310,7 @@ class SetLatentNoiseMask:
 
 class ExtrasLatentNode:
     """What these nodes share: no display name, one untitled output, two latents in unless they say otherwise."""
+    API_NODE = False
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -324,21 +325,18 @@ class ExtrasLatentNode:
 
 
 class LatentAdd(ExtrasLatentNode):
-    API_NODE = False
     def execute(self, samples1, samples2):
         first = samples1["samples"]
         return (dict(samples1, samples=first + match_latent(samples2["samples"], first)),)
 
 
 class LatentSubtract(ExtrasLatentNode):
-    API_NODE = False
     def execute(self, samples1, samples2):
         first = samples1["samples"]
         return (dict(samples1, samples=first - match_latent(samples2["samples"], first)),)
 
 
 class LatentMultiply(ExtrasLatentNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"samples": ("LATENT", {}),
@@ -349,7 +347,6 @@ class LatentMultiply(ExtrasLatentNode):
 
 
 class LatentInterpolate(ExtrasLatentNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"samples1": ("LATENT", {}), "samples2": ("LATENT", {}),
@@ -367,7 +364,6 @@ class LatentInterpolate(ExtrasLatentNode):
 
 
 class LatentConcat(ExtrasLatentNode):
-    API_NODE = False
     AXES = {"x": -1, "y": -2, "t": -3}
 
     @classmethod
@@ -383,7 +379,6 @@ class LatentConcat(ExtrasLatentNode):
 
 
 class LatentCut(ExtrasLatentNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
@@ -408,7 +403,6 @@ class LatentCut(ExtrasLatentNode):
 
 
 class LatentBatch(ExtrasLatentNode):
-    API_NODE = False
     CATEGORY = "latent/batch"
 
     def execute(self, samples1, samples2):
@@ -420,7 +414,6 @@ class LatentBatch(ExtrasLatentNode):
 
 
 class LatentBatchSeedBehavior(ExtrasLatentNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"samples": ("LATENT", {}),

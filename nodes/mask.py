@@ -368,6 +368,7 @@ def fit_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 class CompositingNode:
     """What the compositing nodes share."""
+    API_NODE = False
 
     FUNCTION = "execute"
     CATEGORY = "mask/compositing"
@@ -375,7 +376,6 @@ class CompositingNode:
 
 
 class PorterDuffImageComposite(CompositingNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"source": ("IMAGE", {}), "source_alpha": ("MASK", {}),
@@ -403,7 +403,6 @@ class PorterDuffImageComposite(CompositingNode):
 
 
 class SplitImageWithAlpha(CompositingNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"image": ("IMAGE", {})}}
@@ -418,7 +417,6 @@ class SplitImageWithAlpha(CompositingNode):
 
 
 class JoinImageWithAlpha(CompositingNode):
-    API_NODE = False
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"image": ("IMAGE", {}), "alpha": ("MASK", {})}}

@@ -12,6 +12,7 @@ PROMPT = ("STRING", {"multiline": True, "dynamicPrompts": True})
 
 class TripleCLIPLoader:
     API_NODE = False
+
     @classmethod
     def INPUT_TYPES(cls):
         names = ("COMBO", {"multiselect": False, "options": folders.get_filename_list("text_encoders")})
@@ -31,6 +32,7 @@ class TripleCLIPLoader:
 
 class CLIPTextEncodeSD3:
     API_NODE = False
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"clip": ("CLIP", {}), "clip_l": PROMPT, "clip_g": PROMPT, "t5xxl": PROMPT,

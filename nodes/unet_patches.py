@@ -38,7 +38,16 @@ class FreeU_V2(FreeU):
     STRUCTURE_AWARE = True
 
 
-class PerturbedAttentionGuidance:
+class _V3Patch:
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = (None,)
+    FUNCTION = "patch"
+    CATEGORY = "model_patches/unet"
+    DISPLAY_NAME = None
+    API_NODE = False
+
+
+class PerturbedAttentionGuidance(_V3Patch):
     """PAG (Ahn et al. 2024): guidance away from a prediction whose middle-block self-attention is replaced by
     the identity (each token attends only to itself: the output is its value)."""
 
@@ -48,12 +57,6 @@ class PerturbedAttentionGuidance:
                              "scale": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 100.0, "step": 0.01,
                                                  "round": 0.01})}}
 
-    RETURN_TYPES = ("MODEL",)
-    OUTPUT_TOOLTIPS = (None,)
-    FUNCTION = "patch"
-    CATEGORY = "model_patches/unet"
-    DISPLAY_NAME = None
-    API_NODE = False
     RELATIVE_PYTHON_MODULE = "comfy_extras.nodes_pag"
 
     def patch(self, model, scale):
@@ -114,15 +117,6 @@ class SelfAttentionGuidance:
         model.set_model_sampler_post_cfg_function(guided, disable_cfg1_optimization=True)
         model.set_model_attn1_replace(record_negative_attention, "middle", 0, 0)
         return (model,)
-
-
-class _V3Patch:
-    RETURN_TYPES = ("MODEL",)
-    OUTPUT_TOOLTIPS = (None,)
-    FUNCTION = "patch"
-    CATEGORY = "model_patches/unet"
-    DISPLAY_NAME = None
-    API_NODE = False
 
 
 class PatchModelAddDownscale(_V3Patch):

@@ -78,6 +78,7 @@ def upscale_image(descriptor, image: torch.Tensor, device: torch.device, offload
 
 class UpscaleModelLoader:
     API_NODE = False
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model_name": ("COMBO", {"multiselect": False,
@@ -95,6 +96,7 @@ class UpscaleModelLoader:
 
 class ImageUpscaleWithModel:
     API_NODE = False
+
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"upscale_model": ("UPSCALE_MODEL", {}), "image": ("IMAGE", {})}}
