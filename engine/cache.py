@@ -64,9 +64,13 @@ class OutputCache:
 def compute_signatures(prompt: dict, order: list[str], registry) -> dict[str, str]:
     """Signatures of the nodes in `order`, which lists every node after the nodes it links to."""
     signatures: dict[str, str] = {}
+    specs: dict[str, dict] = {}  # per class: INPUT_TYPES may scan model folders, so once per prompt
     for node_id in order:
         node = prompt[node_id]
         cls = registry.get(node["class_type"])
+        if node["class_type"] not in specs:
+            specs[node["class_type"]] = nodespec.input_specs(cls)
+        declared = specs[node["class_type"]]
         inputs = []
         for name, value in sorted(node.get("inputs", {}).items()):
             target = link_target(value)
@@ -74,20 +78,20 @@ def compute_signatures(prompt: dict, order: list[str], registry) -> dict[str, st
                 inputs.append([name, "link", signatures[target[0]], target[1]])
             else:
                 inputs.append([name, "value", value])
-        payload = [node["class_type"], _changed_token(cls, node), inputs]
-        if getattr(cls, "NOT_IDEMPOTENT", False) or _takes_unique_id(cls):
+        payload = [node["class_type"], _changed_token(cls, node, declared), inputs]
+        if getattr(cls, "NOT_IDEMPOTENT", False) or _takes_unique_id(declared):
             payload.append(node_id)  # its output may depend on which node it is
         encoded = json.dumps(payload, sort_keys=True, default=repr).encode()
         signatures[node_id] = hashlib.sha256(encoded).hexdigest()
     return signatures
 
 
-def _changed_token(cls, node: dict):
+def _changed_token(cls, node: dict, specs: dict):
     """The node's IS_CHANGED answer for its constant inputs; NaN or an error means 'always re-run'."""
     if not hasattr(cls, "IS_CHANGED"):
         return None
     try:
-        token = nodespec.hook_call(cls, "IS_CHANGED", node.get("inputs", {}), nodespec.input_specs(cls))
+        token = nodespec.hook_call(cls, "IS_CHANGED", node.get("inputs", {}), specs)
     except Exception as ex:
         log.warning("IS_CHANGED of %s failed (%s); the node will re-run", node["class_type"], ex)
         return uuid.uuid4().hex
@@ -96,5 +100,5 @@ def _changed_token(cls, node: dict):
     return repr(token) if not isinstance(token, (str, int, float, bool, type(None))) else token
 
 
-def _takes_unique_id(cls) -> bool:
-    return any(spec.category == "hidden" and spec.type == "UNIQUE_ID" for spec in nodespec.input_specs(cls).values())
+def _takes_unique_id(specs: dict) -> bool:
+    return any(spec.category == "hidden" and spec.type == "UNIQUE_ID" for spec in specs.values())
